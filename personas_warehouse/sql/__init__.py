@@ -1,0 +1,1 @@
+"""SQL for every dialect, built as sqlglot expression trees and rendered in one place."""

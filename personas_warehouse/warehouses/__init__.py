@@ -1,0 +1,90 @@
+"""The warehouses: one small capabilities class each, and the registry that finds them.
+
+>>> capabilities("postgres").identifier_limit
+63
+>>> capabilities("oracle").name  # any other sqlglot dialect: the conservative profile
+'generic'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from sqlglot.dialects.dialect import Dialect
+
+from personas_warehouse.errors import UnknownDialectError
+from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.bigquery import BigQuery
+from personas_warehouse.warehouses.clickhouse import ClickHouse
+from personas_warehouse.warehouses.databricks import Databricks
+from personas_warehouse.warehouses.duckdb import DuckDB
+from personas_warehouse.warehouses.mysql import MySQL
+from personas_warehouse.warehouses.postgres import Postgres
+from personas_warehouse.warehouses.redshift import Redshift
+from personas_warehouse.warehouses.snowflake import Snowflake
+from personas_warehouse.warehouses.spark import Spark
+from personas_warehouse.warehouses.sqlite import SQLite
+from personas_warehouse.warehouses.synapse import Synapse
+from personas_warehouse.warehouses.trino import Trino
+
+__all__ = [
+    "WAREHOUSES",
+    "AlterType",
+    "Capabilities",
+    "IdentifierUnit",
+    "Upsert",
+    "capabilities",
+    "known_dialects",
+]
+
+WAREHOUSES: Mapping[str, type[Capabilities]] = MappingProxyType(
+    {
+        cls.dialect: cls
+        for cls in (
+            Snowflake,
+            BigQuery,
+            Redshift,
+            Databricks,
+            Postgres,
+            Synapse,
+            Spark,
+            Trino,
+            ClickHouse,
+            MySQL,
+            DuckDB,
+            SQLite,
+        )
+    }
+)
+"""The twelve warehouses with their own capabilities, by sqlglot dialect name."""
+
+_ALIASES: Mapping[str, str] = MappingProxyType(
+    {"postgresql": "postgres", "synapse": "tsql", "mariadb": "mysql", "sqlserver": "tsql"}
+)
+
+
+def known_dialects() -> list[str]:
+    """Every dialect name :func:`capabilities` accepts (sqlglot's, plus aliases)."""
+    names = {name for name in Dialect.classes if name}
+    return sorted(names | set(_ALIASES))
+
+
+def capabilities(dialect: str | Capabilities) -> Capabilities:
+    """The capabilities of a warehouse, by sqlglot dialect name (or an alias like ``mariadb``).
+
+    Raises :class:`UnknownDialectError` listing the known names for a name sqlglot does not know.
+    """
+    if isinstance(dialect, Capabilities):
+        return dialect
+    if not isinstance(dialect, str):
+        raise UnknownDialectError(f"dialect must be a string such as 'duckdb', got {dialect!r}")
+    name = dialect.strip().lower()
+    name = _ALIASES.get(name, name)
+    if name in WAREHOUSES:
+        return WAREHOUSES[name]()
+    if name and name in Dialect.classes:
+        return Capabilities(dialect=name)
+    raise UnknownDialectError(
+        f"unknown dialect {dialect!r}; known dialects: {', '.join(known_dialects())}"
+    )

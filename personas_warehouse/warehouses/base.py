@@ -1,0 +1,138 @@
+"""What a warehouse can do, as flags. Shared code asks the flag, never the warehouse's name.
+
+A warehouse is a subclass of :class:`Capabilities` that changes only what differs from the
+conservative defaults here (the profile every unlisted sqlglot dialect gets).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
+from personas_warehouse.model import TraitType
+
+__all__ = ["AlterType", "Capabilities", "IdentifierUnit", "Upsert"]
+
+
+class Upsert(enum.Enum):
+    """How a warehouse replaces a row that may already exist."""
+
+    MERGE = "merge"
+    """``MERGE INTO ... WHEN MATCHED ... WHEN NOT MATCHED``."""
+    ON_CONFLICT = "on_conflict"
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` (Postgres, SQLite, DuckDB)."""
+    ON_DUPLICATE_KEY = "on_duplicate_key"
+    """``INSERT ... ON DUPLICATE KEY UPDATE`` (MySQL, MariaDB)."""
+    DELETE_INSERT = "delete_insert"
+    """``DELETE`` the keys, then ``INSERT``, in one transaction: the fallback written once."""
+    REPLACING_MERGE_TREE = "replacing_merge_tree"
+    """Insert a new version; a ReplacingMergeTree keeps the latest (read with ``FINAL``)."""
+    REBUILD = "rebuild"
+    """No row-level DML: rebuild the table (``INSERT OVERWRITE``) from the as-of query."""
+
+
+class IdentifierUnit(enum.Enum):
+    """What an identifier length limit counts."""
+
+    BYTES = "bytes"
+    """UTF-8 bytes (Postgres, Redshift)."""
+    CHARS = "chars"
+    """Characters."""
+
+
+class AlterType(enum.Enum):
+    """How a column's type is widened in place."""
+
+    ALTER_COLUMN_TYPE = "alter_column_type"
+    """``ALTER TABLE t ALTER COLUMN c [SET DATA] TYPE new`` (with a conversion where needed)."""
+    MODIFY_COLUMN = "modify_column"
+    """``ALTER TABLE t MODIFY [COLUMN] c new`` (MySQL, ClickHouse)."""
+    COPY_RENAME = "copy_rename"
+    """Add a new column, copy the values converted, drop the old, rename the new (Redshift)."""
+    REBUILD_TABLE = "rebuild_table"
+    """Recreate the table with the new type and copy the rows (SQLite, Spark on parquet)."""
+
+
+_STANDARD_TYPES: Mapping[TraitType, str] = MappingProxyType(
+    {
+        TraitType.BOOLEAN: "BOOLEAN",
+        TraitType.INTEGER: "BIGINT",
+        TraitType.NUMBER: "DOUBLE PRECISION",
+        TraitType.STRING: "TEXT",
+        TraitType.TIMESTAMP: "TIMESTAMPTZ",
+        TraitType.JSON: "TEXT",
+    }
+)
+
+
+class Capabilities:
+    """The conservative profile: what any SQL warehouse is assumed to do.
+
+    Unlisted sqlglot dialects get this profile as it is (with their own ``dialect``); it is
+    documented as unverified.
+    """
+
+    name: ClassVar[str] = "generic"
+    """Registry name of the warehouse."""
+    dialect: ClassVar[str] = ""
+    """The sqlglot dialect that renders its SQL."""
+    verified_by_execution: ClassVar[bool] = False
+    """Whether the test suite runs the generated SQL on a real engine of this kind."""
+    identifier_limit: ClassVar[int | None] = 63
+    """Longest identifier, in ``identifier_unit``; ``None`` when there is no practical limit."""
+    identifier_unit: ClassVar[IdentifierUnit] = IdentifierUnit.BYTES
+    """What ``identifier_limit`` counts."""
+    identifier_must_start_with_letter: ClassVar[bool] = False
+    """A column must start with a letter or ``_``, even quoted (BigQuery)."""
+    max_columns: ClassVar[int | None] = 1000
+    """Most columns a table may have; ``None`` when there is no practical limit."""
+    upsert: ClassVar[Upsert] = Upsert.DELETE_INSERT
+    """How rows of ``users`` are replaced."""
+    columns_per_add_column: ClassVar[int | None] = 1
+    """Columns one ``ALTER TABLE ... ADD`` may add; ``None`` for any number."""
+    add_column_if_not_exists: ClassVar[bool] = False
+    """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` works."""
+    create_table_if_not_exists: ClassVar[bool] = True
+    """``CREATE TABLE IF NOT EXISTS`` works."""
+    schemas: ClassVar[bool] = True
+    """``CREATE SCHEMA`` exists and tables are schema-qualified."""
+    transactions: ClassVar[bool] = True
+    """Multi-statement transactions exist (``BEGIN`` ... ``COMMIT``)."""
+    transactional_ddl: ClassVar[bool] = False
+    """DDL can roll back with the transaction it ran in."""
+    alter_type: ClassVar[AlterType] = AlterType.COPY_RENAME
+    """How a trait's column is widened to a new type."""
+    max_statement_bytes: ClassVar[int] = 256 * 1024
+    """Longest statement text sent at once; larger batches are split."""
+    timezone_type: ClassVar[bool] = True
+    """Has a timestamp type that holds an instant; without one timestamps are ISO-8601 text."""
+    column_types: ClassVar[Mapping[TraitType, str]] = _STANDARD_TYPES
+    """Column type of each trait type, in the warehouse's own SQL."""
+    boolean_type: ClassVar[str] = "BOOLEAN"
+    """Column type of audience columns."""
+    string_type: ClassVar[str] = "TEXT"
+    """Column type of free text (user ids, message ids when not a key)."""
+    key_string_type: ClassVar[str] = "VARCHAR(1024)"
+    """Column type of a text column that is a primary key (ids)."""
+    timestamp_type: ClassVar[str] = "TIMESTAMPTZ"
+    """Column type of system timestamps (``timestamp``, ``received_at``, ``uuid_ts``)."""
+
+    def __init__(self, dialect: str | None = None) -> None:
+        if dialect is not None:
+            self._dialect = dialect
+
+    @property
+    def sqlglot_dialect(self) -> str:
+        """The sqlglot dialect name this profile renders with."""
+        return getattr(self, "_dialect", self.dialect)
+
+    def identifier_length(self, name: str) -> int:
+        """The length of ``name`` as this warehouse counts it."""
+        if self.identifier_unit is IdentifierUnit.BYTES:
+            return len(name.encode("utf-8"))
+        return len(name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} dialect={self.sqlglot_dialect!r}>"

@@ -1,0 +1,38 @@
+"""ClickHouse: ReplacingMergeTree versions instead of updates, Nullable columns, 1000 columns."""
+
+from types import MappingProxyType
+
+from personas_warehouse.model import TraitType
+from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+
+
+class ClickHouse(Capabilities):
+    """ClickHouse. Verified by execution (chDB)."""
+
+    name = "clickhouse"
+    dialect = "clickhouse"
+    verified_by_execution = True
+    identifier_limit = None
+    identifier_unit = IdentifierUnit.BYTES
+    max_columns = 1000
+    upsert = Upsert.REPLACING_MERGE_TREE
+    columns_per_add_column = None
+    add_column_if_not_exists = True
+    transactions = False
+    transactional_ddl = False
+    alter_type = AlterType.MODIFY_COLUMN
+    max_statement_bytes = 256 * 1024  # max_query_size default
+    column_types = MappingProxyType(
+        {
+            TraitType.BOOLEAN: "Nullable(Bool)",
+            TraitType.INTEGER: "Nullable(Int64)",
+            TraitType.NUMBER: "Nullable(Float64)",
+            TraitType.STRING: "Nullable(String)",
+            TraitType.TIMESTAMP: "Nullable(DateTime64(6, 'UTC'))",
+            TraitType.JSON: "Nullable(String)",
+        }
+    )
+    boolean_type = "Nullable(Bool)"
+    string_type = "String"
+    key_string_type = "String"
+    timestamp_type = "DateTime64(6, 'UTC')"

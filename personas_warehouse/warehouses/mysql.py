@@ -1,0 +1,40 @@
+"""MySQL and MariaDB: ON DUPLICATE KEY UPDATE, 64-character identifiers, UTC in DATETIME(6)."""
+
+from types import MappingProxyType
+
+from personas_warehouse.model import TraitType
+from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+
+
+class MySQL(Capabilities):
+    """MySQL 8 / MariaDB 10.6+. Verified by execution (MariaDB 10.11).
+
+    TIMESTAMP stops in 2038, so instants are DATETIME(6) holding UTC (drivers drop offsets).
+    """
+
+    name = "mysql"
+    dialect = "mysql"
+    verified_by_execution = True
+    identifier_limit = 64
+    identifier_unit = IdentifierUnit.CHARS
+    max_columns = 1017  # InnoDB
+    upsert = Upsert.ON_DUPLICATE_KEY
+    columns_per_add_column = None
+    add_column_if_not_exists = False  # MariaDB has it, MySQL does not
+    transactional_ddl = False
+    alter_type = AlterType.MODIFY_COLUMN
+    max_statement_bytes = 4 * 1024 * 1024
+    timezone_type = False
+    column_types = MappingProxyType(
+        {
+            TraitType.BOOLEAN: "BOOLEAN",
+            TraitType.INTEGER: "BIGINT",
+            TraitType.NUMBER: "DOUBLE",
+            TraitType.STRING: "LONGTEXT",
+            TraitType.TIMESTAMP: "DATETIME(6)",
+            TraitType.JSON: "JSON",
+        }
+    )
+    string_type = "LONGTEXT"
+    key_string_type = "VARCHAR(255)"  # an indexed utf8mb4 column
+    timestamp_type = "DATETIME(6)"
