@@ -14,7 +14,13 @@ from types import MappingProxyType
 from sqlglot.dialects.dialect import Dialect
 
 from personas_warehouse.errors import UnknownDialectError
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 from personas_warehouse.warehouses.bigquery import BigQuery
 from personas_warehouse.warehouses.clickhouse import ClickHouse
 from personas_warehouse.warehouses.databricks import Databricks
@@ -33,6 +39,7 @@ __all__ = [
     "AlterType",
     "Capabilities",
     "IdentifierUnit",
+    "PrimaryKey",
     "Upsert",
     "capabilities",
     "known_dialects",

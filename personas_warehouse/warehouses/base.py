@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from personas_warehouse.model import TraitType
 
-__all__ = ["AlterType", "Capabilities", "IdentifierUnit", "Upsert"]
+__all__ = ["AlterType", "Capabilities", "IdentifierUnit", "PrimaryKey", "Upsert"]
 
 
 class Upsert(enum.Enum):
@@ -53,6 +53,17 @@ class AlterType(enum.Enum):
     """Add a new column, copy the values converted, drop the old, rename the new (Redshift)."""
     REBUILD_TABLE = "rebuild_table"
     """Recreate the table with the new type and copy the rows (SQLite, Spark on parquet)."""
+
+
+class PrimaryKey(enum.Enum):
+    """How a table declares its key column (``id``)."""
+
+    ENFORCED = "enforced"
+    """``PRIMARY KEY (id)``, enforced (and needed by ON CONFLICT / ON DUPLICATE KEY)."""
+    NOT_ENFORCED = "not_enforced"
+    """``PRIMARY KEY (id) NOT ENFORCED``: informational only (BigQuery)."""
+    NONE = "none"
+    """No key constraint at all (Spark on parquet, Trino, Synapse, ClickHouse's ORDER BY)."""
 
 
 _STANDARD_TYPES: Mapping[TraitType, str] = MappingProxyType(
@@ -104,6 +115,12 @@ class Capabilities:
     """DDL can roll back with the transaction it ran in."""
     alter_type: ClassVar[AlterType] = AlterType.COPY_RENAME
     """How a trait's column is widened to a new type."""
+    primary_key: ClassVar[PrimaryKey] = PrimaryKey.ENFORCED
+    """How ``id`` is declared the key of each table."""
+    table_format: ClassVar[str | None] = None
+    """``CREATE TABLE ... USING <format>`` (Spark: ``PARQUET``); ``None`` for the default."""
+    rename_column_procedure: ClassVar[bool] = False
+    """Columns are renamed with ``EXEC sp_rename`` instead of ``ALTER TABLE RENAME COLUMN``."""
     max_statement_bytes: ClassVar[int] = 256 * 1024
     """Longest statement text sent at once; larger batches are split."""
     timezone_type: ClassVar[bool] = True

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 
 
 class BigQuery(Capabilities):
@@ -20,6 +26,7 @@ class BigQuery(Capabilities):
     add_column_if_not_exists = True
     transactional_ddl = False
     alter_type = AlterType.ALTER_COLUMN_TYPE  # INT64 -> FLOAT64 and others via SET DATA TYPE
+    primary_key = PrimaryKey.NOT_ENFORCED
     max_statement_bytes = 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 
 
 class ClickHouse(Capabilities):
@@ -21,6 +27,7 @@ class ClickHouse(Capabilities):
     transactions = False
     transactional_ddl = False
     alter_type = AlterType.MODIFY_COLUMN
+    primary_key = PrimaryKey.NONE
     max_statement_bytes = 256 * 1024  # max_query_size default
     column_types = MappingProxyType(
         {

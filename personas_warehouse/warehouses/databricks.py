@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 
 
 class Databricks(Capabilities):
@@ -20,6 +26,7 @@ class Databricks(Capabilities):
     transactions = False
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE  # Delta changes a column type only by rewriting
+    primary_key = PrimaryKey.NONE
     max_statement_bytes = 16 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 
 
 class Spark(Capabilities):
@@ -21,6 +27,8 @@ class Spark(Capabilities):
     transactions = False
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE
+    primary_key = PrimaryKey.NONE
+    table_format = "PARQUET"
     max_statement_bytes = 16 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    PrimaryKey,
+    Upsert,
+)
 
 
 class Synapse(Capabilities):
@@ -19,6 +25,7 @@ class Synapse(Capabilities):
     add_column_if_not_exists = False
     transactional_ddl = True
     alter_type = AlterType.ALTER_COLUMN_TYPE
+    primary_key = PrimaryKey.NONE
     max_statement_bytes = 4 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -1,0 +1,1 @@
+"""Runs plans on real engines: connections, transactions and the catalog."""

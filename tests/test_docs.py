@@ -1,0 +1,29 @@
+"""Every docstring example in the package runs, as sqlglot's test_docs does."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import personas_warehouse
+
+OPTIONAL = {"personas_warehouse.strategies"}  # needs hypothesis, the `testing` extra
+
+
+def modules() -> list[str]:
+    names = ["personas_warehouse"]
+    for info in pkgutil.walk_packages(personas_warehouse.__path__, "personas_warehouse."):
+        names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", modules())
+def test_docstring_examples_run(name: str) -> None:
+    if name in OPTIONAL:
+        pytest.importorskip("hypothesis")
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
