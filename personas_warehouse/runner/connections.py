@@ -44,7 +44,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Final
 from urllib.parse import unquote, urlsplit
@@ -164,7 +164,10 @@ class Connection(abc.ABC):
     supports_transactions: ClassVar[bool] = True
     """Whether :meth:`transaction` really commits or rolls back (False: a documented no-op)."""
     transactional_ddl: ClassVar[bool] = True
-    """Whether DDL inside a transaction is rolled back with it (MySQL commits DDL at once)."""
+    """Whether DDL inside a transaction is rolled back with it.
+
+    False on MySQL: DDL commits everything before it; what follows is still one transaction.
+    """
     identifier_quote: ClassVar[str] = '"'
     """The character that quotes identifiers on this engine."""
     insert_batch_rows: ClassVar[int] = 0
@@ -244,10 +247,7 @@ class Connection(abc.ABC):
         head, template = split
         size = self.insert_batch_rows
         for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            statement = head + ", ".join([template] * len(chunk))
-            flat = [value for row in chunk for value in self._bind_row(row)]
-            self._run(statement, flat)
+            self._run_batch(head, template, rows[start : start + size])
         self._after_statement()
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -298,11 +298,14 @@ class Connection(abc.ABC):
 
     @abc.abstractmethod
     def columns(self, schema: str, table: str) -> dict[str, str]:
-        """Column name -> declared type as the engine reports it, in column order."""
+        """Column name -> declared type as the engine reports it, in column order.
+
+        Empty when the table (or the schema) does not exist.
+        """
 
     @abc.abstractmethod
     def tables(self, schema: str) -> list[str]:
-        """The names of the tables in ``schema``, sorted."""
+        """The names of the tables in ``schema``, sorted; empty when the schema does not exist."""
 
     def create_schema(self, schema: str) -> None:
         """Create ``schema`` if it does not exist."""
@@ -330,7 +333,7 @@ class Connection(abc.ABC):
     def _run(self, sql: str, params: Sequence[Any] | None) -> None:
         cursor = self._raw.cursor()
         try:
-            cursor.execute(sql, params)
+            cursor.execute(sql) if params is None else cursor.execute(sql, params)
         finally:
             cursor.close()
 
@@ -341,26 +344,31 @@ class Connection(abc.ABC):
         finally:
             cursor.close()
 
+    def _run_batch(self, head: str, template: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``head`` followed by ``template`` once per row, as one statement."""
+        statement = head + ", ".join([template] * len(rows))
+        self._run(statement, [value for row in rows for value in self._bind_row(row)])
+
     def _fetch(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
         cursor = self._raw.cursor()
         try:
-            cursor.execute(sql, params)
+            cursor.execute(sql) if params is None else cursor.execute(sql, params)
             if cursor.description is None:
                 return []
             return [_utc_row(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
 
-    def _after_statement(self) -> None:
+    def _after_statement(self) -> None:  # noqa: B027 (optional hook; no-op is the default)
         """Commit a statement run outside a transaction when the driver holds it open."""
 
-    def _begin(self) -> None:
+    def _begin(self) -> None:  # noqa: B027 (optional hook; no-op is the default)
         """Start a transaction (no-op where the engine has none)."""
 
-    def _commit(self) -> None:
+    def _commit(self) -> None:  # noqa: B027 (optional hook; no-op is the default)
         """Commit the transaction (no-op where the engine has none)."""
 
-    def _rollback(self) -> None:
+    def _rollback(self) -> None:  # noqa: B027 (optional hook; no-op is the default)
         """Roll the transaction back (no-op where the engine has none)."""
 
     def _close_raw(self) -> None:
@@ -407,11 +415,15 @@ class SQLiteConnection(Connection):
 
     def columns(self, schema: str, table: str) -> dict[str, str]:
         """Column types from ``PRAGMA table_info``."""
+        if schema not in self._attached():
+            return {}
         rows = self.query(f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})")
         return {name: declared for _, name, declared, *_ in rows}
 
     def tables(self, schema: str) -> list[str]:
         """Tables listed in the attached database's ``sqlite_master``."""
+        if schema not in self._attached():
+            return []
         rows = self.query(
             f"SELECT name FROM {self.quote(schema)}.sqlite_master "
             "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
@@ -550,8 +562,11 @@ class MySQLConnection(Connection):
     The driver drops a datetime's offset (12:34+02:00 is stored as 12:34), so datetimes are
     bound as naive UTC, and naive values read back are UTC. Use ``DATETIME(6)`` columns:
     ``TIMESTAMP`` columns convert through the session time zone (:func:`connect_url` sets it to
-    UTC). DDL commits the open transaction at once.
+    UTC). A DDL statement inside a transaction commits everything before it; the statements
+    after it form a new transaction, still rolled back on error.
     """
+
+    _autocommit_before = False
 
     kind = "mysql"
     paramstyle = "format"
@@ -568,13 +583,29 @@ class MySQLConnection(Connection):
             self._raw.commit()
 
     def _begin(self) -> None:
+        # Autocommit is switched off for the block: a DDL statement ends the transaction
+        # with an implicit commit, and with autocommit on, every statement after it would
+        # then be committed at once instead of joining a new transaction.
+        self._autocommit_before = bool(self._raw.get_autocommit())
+        if self._autocommit_before:
+            self._raw.autocommit(False)
         self._raw.begin()
 
     def _commit(self) -> None:
-        self._raw.commit()
+        try:
+            self._raw.commit()
+        finally:
+            self._restore_autocommit()
 
     def _rollback(self) -> None:
-        self._raw.rollback()
+        try:
+            self._raw.rollback()
+        finally:
+            self._restore_autocommit()
+
+    def _restore_autocommit(self) -> None:
+        if self._autocommit_before:
+            self._raw.autocommit(True)
 
     def columns(self, schema: str, table: str) -> dict[str, str]:
         """Column types from ``information_schema.columns.column_type`` (``varchar(255)``)."""
@@ -595,12 +626,34 @@ class MySQLConnection(Connection):
         return [_text(name) for (name,) in rows]
 
     def create_schema(self, schema: str) -> None:
-        """Create the database ``schema`` if it does not exist."""
-        self.execute(f"CREATE DATABASE IF NOT EXISTS {self.quote(schema)}")
+        """Create the database ``schema`` if it does not exist, comparing text exactly.
+
+        The server default (``utf8mb4_general_ci``) takes ``'a' = 'A'`` and ``'a' = 'a '``;
+        the database gets a binary no-pad collation instead, so ids stay distinct.
+        """
+        collation = self._exact_collation()
+        self.execute(
+            f"CREATE DATABASE IF NOT EXISTS {self.quote(schema)} "
+            f"CHARACTER SET utf8mb4 COLLATE {collation}"
+        )
 
     def drop_schema(self, schema: str) -> None:
         """Drop the database ``schema`` if it exists."""
         self.execute(f"DROP DATABASE IF EXISTS {self.quote(schema)}")
+
+    def _exact_collation(self) -> str:
+        """The first exact collation the server has: binary and without trailing-space padding
+        (MariaDB's ``utf8mb4_nopad_bin``, MySQL 8's ``utf8mb4_0900_bin``), else binary."""
+        rows = self.query(
+            "SELECT collation_name FROM information_schema.collations "
+            "WHERE collation_name IN (%s, %s)",
+            _EXACT_COLLATIONS,
+        )
+        available = {_text(name) for (name,) in rows}
+        return next((name for name in _EXACT_COLLATIONS if name in available), "utf8mb4_bin")
+
+
+_EXACT_COLLATIONS: Final = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
 
 
 def _text(value: Any) -> str:
@@ -647,9 +700,11 @@ class ClickHouseConnection(Connection):
     Parameters are rendered as literals here (``%s`` markers, ``%%`` for a literal ``%``, the
     same rules as the other ``format`` drivers). Datetimes are bound as UTC text with its
     offset, which chDB's default ``best_effort`` input format reads as the same instant. The
-    driver returns naive datetimes on the wall clock of each column's time zone (the server
-    zone, which follows the process's ``TZ``, when the column names none); they are
-    converted to UTC from the column types. No transactions.
+    driver returns naive datetimes on the wall clock of each column's time zone (the session
+    zone when the column names none); they are converted to UTC from the column types.
+    :func:`connect_url` sets the session zone to UTC (otherwise it is the process's ``TZ``).
+    A column declared in a zone with summer time is ambiguous in the hour repeated when
+    clocks go back: declare ``DateTime64(6, 'UTC')``. No transactions.
     """
 
     kind = "clickhouse"
@@ -718,8 +773,7 @@ class ClickHouseConnection(Connection):
     def tables(self, schema: str) -> list[str]:
         """Tables from ``system.tables``."""
         rows = self.query(
-            "SELECT name FROM system.tables WHERE database = %s AND NOT is_temporary "
-            "ORDER BY name",
+            "SELECT name FROM system.tables WHERE database = %s AND NOT is_temporary ORDER BY name",
             (schema,),
         )
         return [name for (name,) in rows]
@@ -762,6 +816,13 @@ def _chdb_connection(path: str | None) -> Any:
             return _chdb_state["raw"]
         dbapi = _import_driver("chdb.dbapi")
         raw = dbapi.connect(path) if path is not None else dbapi.connect()
+        cursor = raw.cursor()
+        try:
+            # Columns that name no zone then hold and return UTC; in the server's zone (the
+            # process's TZ) the hour repeated when clocks go back could not be told apart.
+            cursor.execute("SET session_timezone = 'UTC'")
+        finally:
+            cursor.close()
         _chdb_state.update(raw=raw, path=path)
         return raw
 
@@ -774,15 +835,17 @@ class SparkConnection(Connection):
 
     Spark returns ``TIMESTAMP`` values as naive datetimes in the Python process's local time
     (whatever ``spark.sql.session.timeZone`` says); they are converted to UTC, and
-    ``TIMESTAMP_NTZ`` values are read as UTC. Each statement costs a job (~0.5 s), so
-    :meth:`executemany` sends multi-row ``INSERT`` statements.
+    ``TIMESTAMP_NTZ`` values are read as UTC. Each statement costs a job (~0.3-0.5 s), so
+    :meth:`executemany` sends multi-row ``INSERT`` statements with the values written as
+    literals (binding costs several py4j round trips per value). ``execute`` runs commands;
+    a ``SELECT`` passed to it is planned but not evaluated (use :meth:`query`).
     """
 
     kind = "spark"
     paramstyle = "qmark"
     supports_transactions = False
     identifier_quote = "`"
-    insert_batch_rows = 500
+    insert_batch_rows = 1000
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> None:
         self._raw.sql(sql, args=list(params)) if params else self._raw.sql(sql)
@@ -790,6 +853,21 @@ class SparkConnection(Connection):
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:
             self._run(sql, row)
+
+    def _run_batch(self, head: str, template: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Send the rows as literals: binding costs several py4j calls per value (~4x slower)."""
+        parts = template.split("?")
+        if any(len(row) != len(parts) - 1 for row in rows):
+            super()._run_batch(head, template, rows)
+            return
+        tuples = []
+        for row in rows:
+            pieces = [parts[0]]
+            for value, part in zip(row, parts[1:], strict=True):
+                pieces.append(_spark_literal(value))
+                pieces.append(part)
+            tuples.append("".join(pieces))
+        self._raw.sql(head + ", ".join(tuples))
 
     def _fetch(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
         frame = self._raw.sql(sql, args=list(params)) if params else self._raw.sql(sql)
@@ -816,6 +894,8 @@ class SparkConnection(Connection):
     def columns(self, schema: str, table: str) -> dict[str, str]:
         """Column types from ``DESCRIBE TABLE`` (partition and detail sections left out)."""
         result: dict[str, str] = {}
+        if not self._raw.catalog.tableExists(self.qualified(schema, table)):
+            return result
         for name, declared, *_ in self.query(f"DESCRIBE TABLE {self.qualified(schema, table)}"):
             if not name or name.startswith("#"):
                 break
@@ -824,6 +904,8 @@ class SparkConnection(Connection):
 
     def tables(self, schema: str) -> list[str]:
         """Tables from ``SHOW TABLES IN`` (temporary views left out)."""
+        if not self._raw.catalog.databaseExists(self.quote(schema)):
+            return []
         rows = self.query(f"SHOW TABLES IN {self.quote(schema)}")
         return sorted(name for _, name, temporary in rows if not temporary)
 
@@ -834,6 +916,41 @@ class SparkConnection(Connection):
     def drop_schema(self, schema: str) -> None:
         """Drop the database ``schema`` and its tables, if it exists."""
         self.execute(f"DROP DATABASE IF EXISTS {self.quote(schema)} CASCADE")
+
+
+def _spark_literal(value: Any) -> str:
+    """A Python value as a Spark SQL literal (the same value ``spark.sql(args=...)`` binds)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value) if -(2**63) <= value < 2**63 else f"{value}BD"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "CAST('NaN' AS DOUBLE)"
+        if math.isinf(value):
+            return f"CAST('{'' if value > 0 else '-'}Infinity' AS DOUBLE)"
+        return f"{value!r}D"
+    if isinstance(value, decimal.Decimal):
+        return f"CAST('{value}' AS DECIMAL(38, {max(0, -_exponent(value))}))"
+    if isinstance(value, str):
+        # Backslash escapes are on by default; "${" is written as an escape so that variable
+        # substitution, when a session has it on, cannot rewrite a value.
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\u0024{")
+        return f"'{escaped}'"
+    if isinstance(value, bytes | bytearray):
+        return f"X'{bytes(value).hex()}'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP'{timestamp_text(value)}'"
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    raise ValueError(f"cannot bind a {type(value).__name__} value on Spark")
+
+
+def _exponent(value: decimal.Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
 
 
 def _from_local(value: dt.datetime) -> dt.datetime:
@@ -875,6 +992,7 @@ def spark_session() -> Any:
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.default.parallelism", "2")
             .config("spark.sql.catalogImplementation", "in-memory")
+            .config("spark.sql.variable.substitute", "false")
             .config("spark.sql.warehouse.dir", warehouse)
             .getOrCreate()
         )
@@ -899,27 +1017,32 @@ def stop_spark_session() -> None:
 
 # -- entry points ---------------------------------------------------------------------------
 
-_WRAPPERS: Final[dict[str, type[Connection]]] = {
-    "sqlite3": SQLiteConnection,
-    "duckdb": DuckDBConnection,
-    "_duckdb": DuckDBConnection,
-    "psycopg": PostgresConnection,
-    "pymysql": MySQLConnection,
-    "chdb": ClickHouseConnection,
-    "pyspark": SparkConnection,
-}
+_DRIVER_CLASSES: Final[tuple[tuple[str, str, str, type[Connection]], ...]] = (
+    # (top-level package of the object's type, module holding the class, class, adapter)
+    ("sqlite3", "sqlite3", "Connection", SQLiteConnection),
+    ("duckdb", "duckdb", "DuckDBPyConnection", DuckDBConnection),
+    ("_duckdb", "duckdb", "DuckDBPyConnection", DuckDBConnection),
+    ("psycopg", "psycopg", "Connection", PostgresConnection),
+    ("pymysql", "pymysql.connections", "Connection", MySQLConnection),
+    ("chdb", "chdb.dbapi.connections", "Connection", ClickHouseConnection),
+    ("pyspark", "pyspark.sql", "SparkSession", SparkConnection),
+    ("pyspark", "pyspark.sql.connect.session", "SparkSession", SparkConnection),
+)
+"""The driver classes :func:`wrap_connection` accepts (subclasses included)."""
 
 _SUPPORTED: Final = (
-    "sqlite3.Connection, duckdb.DuckDBPyConnection, psycopg.Connection, "
-    "pymysql.connections.Connection, chdb.dbapi.connect(), pyspark.sql.SparkSession"
+    "sqlite3.Connection, duckdb.DuckDBPyConnection, psycopg.Connection (not async), "
+    "pymysql.connections.Connection, chdb.dbapi.connect() (not chdb.connect()), "
+    "pyspark.sql.SparkSession"
 )
 
 
 def wrap_connection(obj: object) -> Connection:
-    """Wrap a driver's connection object, told apart by the module its type comes from.
+    """Wrap a driver's connection object, told apart by the package its type comes from.
 
-    The object stays its owner's: :meth:`Connection.close` leaves it open. A
-    :class:`Connection` is returned as it is.
+    Only the driver that the object's type comes from is imported, and the object must be an
+    instance of that driver's connection class. The object stays its owner's:
+    :meth:`Connection.close` leaves it open. A :class:`Connection` is returned as it is.
 
     >>> import sqlite3
     >>> wrap_connection(sqlite3.connect(":memory:")).kind
@@ -928,20 +1051,19 @@ def wrap_connection(obj: object) -> Connection:
     if isinstance(obj, Connection):
         return obj
     cls = type(obj)
-    module = cls.__module__ or ""
-    wrapper = _WRAPPERS.get(module.split(".")[0])
-    if wrapper is ClickHouseConnection and not module.startswith("chdb.dbapi"):
-        wrapper = None  # chdb.connect()'s own API is not DB-API; use chdb.dbapi.connect()
-    if wrapper is SparkConnection and cls.__name__ != "SparkSession":
-        wrapper = None
-    if wrapper is PostgresConnection and not hasattr(obj, "cursor"):
-        wrapper = None
-    if wrapper is None:
-        raise ValueError(
-            f"cannot use a {module}.{cls.__qualname__} as a connection; "
-            f"supported: {_SUPPORTED}"
-        )
-    return wrapper(obj, owned=False)
+    package = (cls.__module__ or "").split(".")[0]
+    for root, module, name, adapter in _DRIVER_CLASSES:
+        if root != package:
+            continue
+        try:
+            driver_class = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # an optional part of the driver (Spark Connect) that is not installed
+        if isinstance(obj, driver_class):
+            return adapter(obj, owned=False)
+    raise ValueError(
+        f"cannot use a {cls.__module__}.{cls.__qualname__} as a connection; supported: {_SUPPORTED}"
+    )
 
 
 _URL_FORMS: Final = (
@@ -964,34 +1086,57 @@ def connect_url(url: str) -> Connection:
     >>> connect_url("duckdb://").query("SELECT 40 + 2")
     [(42,)]
     """
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not _:
-        raise ValueError(f"not a connection URL: {url!r}; use one of: {_URL_FORMS}")
-    path = unquote(rest[1:]) if rest.startswith("/") else ""
-    if scheme == "sqlite":
-        sqlite3 = _import_driver("sqlite3")
-        return SQLiteConnection(sqlite3.connect(path or ":memory:", isolation_level=None), owned=True)
-    if scheme == "duckdb":
-        duckdb = _import_driver("duckdb")
-        raw = duckdb.connect(path or ":memory:")
-        raw.execute("SET TimeZone = 'UTC'")
-        return DuckDBConnection(raw, owned=True)
-    if scheme in {"postgresql", "postgres"}:
-        psycopg = _import_driver("psycopg")
-        raw = psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC")
-        return PostgresConnection(raw, owned=True)
-    if scheme in {"mysql", "mariadb"}:
-        return MySQLConnection(_mysql_connect(url), owned=True)
-    if scheme == "chdb":
-        if rest and not rest.startswith("/"):
-            raise ValueError(f"chDB URLs name no host: {url!r}; use chdb:// or chdb:///path")
-        return ClickHouseConnection(_chdb_connection(path or None), owned=True)
-    if scheme == "spark":
-        if rest.rstrip("/") != "local":
-            raise ValueError(f"only a local Spark session is supported: use spark://local, not {url!r}")
-        return SparkConnection(spark_session(), owned=True)
-    raise ValueError(f"unsupported connection URL scheme {scheme!r}; use one of: {_URL_FORMS}")
+    scheme, separator, rest = url.partition("://")
+    opener = _OPENERS.get(scheme.lower())
+    if not separator or opener is None:
+        raise ValueError(f"unsupported connection URL {url!r}; use one of: {_URL_FORMS}")
+    return opener(url, rest, unquote(rest[1:]) if rest.startswith("/") else "")
+
+
+def _open_sqlite(url: str, rest: str, path: str) -> Connection:
+    raw = _import_driver("sqlite3").connect(path or ":memory:", isolation_level=None)
+    return SQLiteConnection(raw, owned=True)
+
+
+def _open_duckdb(url: str, rest: str, path: str) -> Connection:
+    raw = _import_driver("duckdb").connect(path or ":memory:")
+    raw.execute("SET TimeZone = 'UTC'")
+    return DuckDBConnection(raw, owned=True)
+
+
+def _open_postgres(url: str, rest: str, path: str) -> Connection:
+    psycopg = _import_driver("psycopg")
+    raw = psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC")
+    return PostgresConnection(raw, owned=True)
+
+
+def _open_mysql(url: str, rest: str, path: str) -> Connection:
+    return MySQLConnection(_mysql_connect(url), owned=True)
+
+
+def _open_chdb(url: str, rest: str, path: str) -> Connection:
+    if rest and not rest.startswith("/"):
+        raise ValueError(f"chDB URLs name no host: {url!r}; use chdb:// or chdb:///path")
+    return ClickHouseConnection(_chdb_connection(path or None), owned=True)
+
+
+def _open_spark(url: str, rest: str, path: str) -> Connection:
+    if rest.rstrip("/") != "local":
+        raise ValueError(f"only a local Spark session is supported: use spark://local, not {url!r}")
+    return SparkConnection(spark_session(), owned=True)
+
+
+_OPENERS: Final[dict[str, Callable[[str, str, str], Connection]]] = {
+    "sqlite": _open_sqlite,
+    "duckdb": _open_duckdb,
+    "postgresql": _open_postgres,
+    "postgres": _open_postgres,
+    "mysql": _open_mysql,
+    "mariadb": _open_mysql,
+    "chdb": _open_chdb,
+    "spark": _open_spark,
+}
+"""URL scheme -> the function that opens it from (url, what follows ``://``, path)."""
 
 
 def _mysql_connect(url: str) -> Any:
