@@ -12,7 +12,13 @@ events) and ``uuid_ts`` (when the row was written).
 ``sync_runs`` records every sync (see the runner).
 
 On warehouses whose upsert is :attr:`Upsert.REPLACING_MERGE_TREE` (ClickHouse) the tables
-also carry ``version`` (UInt64): the engine keeps the row with the highest version per id.
+also carry ``version`` (UInt64): the engine keeps the row with the highest version per id
+(``ORDER BY id``; read with ``FINAL``). There the key columns are ``Nullable(...)`` and the
+tables' own columns are not: a NULL written to one of those is stored as the type's default
+(``''``, 1970-01-01).
+
+Column order is the order of these lists when a table is created; a migration appends new
+columns and may move a widened one to the end, so code that writes rows names its columns.
 
 >>> from personas_warehouse.model import Space, Audience
 >>> [c.name for c in users_columns(Space(audiences=[Audience("vip")]), "postgres")]

@@ -18,7 +18,9 @@ from personas_warehouse.warehouses.base import (
     AlterType,
     Capabilities,
     IdentifierUnit,
+    NumberText,
     PrimaryKey,
+    TimestampText,
     Upsert,
 )
 from personas_warehouse.warehouses.bigquery import BigQuery
@@ -39,7 +41,9 @@ __all__ = [
     "AlterType",
     "Capabilities",
     "IdentifierUnit",
+    "NumberText",
     "PrimaryKey",
+    "TimestampText",
     "Upsert",
     "capabilities",
     "known_dialects",

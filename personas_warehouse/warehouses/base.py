@@ -13,7 +13,15 @@ from typing import ClassVar
 
 from personas_warehouse.model import TraitType
 
-__all__ = ["AlterType", "Capabilities", "IdentifierUnit", "PrimaryKey", "Upsert"]
+__all__ = [
+    "AlterType",
+    "Capabilities",
+    "IdentifierUnit",
+    "NumberText",
+    "PrimaryKey",
+    "TimestampText",
+    "Upsert",
+]
 
 
 class Upsert(enum.Enum):
@@ -55,11 +63,37 @@ class AlterType(enum.Enum):
     """Recreate the table with the new type and copy the rows (SQLite, Spark on parquet)."""
 
 
+class NumberText(enum.Enum):
+    """How a double becomes text that reads back as the same double (NUMBER -> STRING)."""
+
+    CAST = "cast"
+    """``CAST(x AS <text>)`` already gives the shortest text that round-trips."""
+    SHORTEST_OR_17_DIGITS = "shortest_or_17_digits"
+    """``CAST`` keeps 15 digits (SQLite): use it when it round-trips, else ``printf('%!.17g')``."""
+    CONVERT_STYLE_3 = "convert_style_3"
+    """``CONVERT(<text>, x, 3)``: 17 significant digits (T-SQL, whose CAST keeps 6)."""
+
+
+class TimestampText(enum.Enum):
+    """How an instant becomes ISO-8601 UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``."""
+
+    FORMAT_AT_UTC = "format_at_utc"
+    """Format the value shifted to UTC (``AT TIME ZONE 'UTC'``); the column holds an instant."""
+    FORMAT = "format"
+    """Format the value as it is: the column holds UTC wall time (or the session is UTC)."""
+    FORMAT_IN_ZONE = "format_in_zone"
+    """A format function that takes the zone itself (BigQuery ``FORMAT_TIMESTAMP``)."""
+    CAST_WITH_OFFSET = "cast_with_offset"
+    """``CAST`` gives fixed-width UTC text already; append ``+00:00`` (ClickHouse)."""
+    TEXT = "text"
+    """The column already holds that text (SQLite): nothing to convert."""
+
+
 class PrimaryKey(enum.Enum):
     """How a table declares its key column (``id``)."""
 
-    ENFORCED = "enforced"
-    """``PRIMARY KEY (id)``, enforced (and needed by ON CONFLICT / ON DUPLICATE KEY)."""
+    DECLARED = "declared"
+    """``PRIMARY KEY (id)``: enforced where the engine enforces keys (ON CONFLICT needs it)."""
     NOT_ENFORCED = "not_enforced"
     """``PRIMARY KEY (id) NOT ENFORCED``: informational only (BigQuery)."""
     NONE = "none"
@@ -109,13 +143,29 @@ class Capabilities:
     """``CREATE TABLE IF NOT EXISTS`` works."""
     schemas: ClassVar[bool] = True
     """``CREATE SCHEMA`` exists and tables are schema-qualified."""
+    word_schema_names: ClassVar[bool] = False
+    """Schema names may hold only ASCII letters, ``_`` and (not first) digits (Spark's catalog)."""
     transactions: ClassVar[bool] = True
     """Multi-statement transactions exist (``BEGIN`` ... ``COMMIT``)."""
     transactional_ddl: ClassVar[bool] = False
     """DDL can roll back with the transaction it ran in."""
     alter_type: ClassVar[AlterType] = AlterType.COPY_RENAME
     """How a trait's column is widened to a new type."""
-    primary_key: ClassVar[PrimaryKey] = PrimaryKey.ENFORCED
+    alter_type_using: ClassVar[bool] = False
+    """``ALTER COLUMN ... TYPE`` takes ``USING <expression>``, so every widening is in place."""
+    in_place_widenings: ClassVar[frozenset[tuple[TraitType, TraitType]]] = frozenset(
+        {(TraitType.INTEGER, TraitType.NUMBER), (TraitType.INTEGER, TraitType.STRING)}
+    )
+    """Widenings an in-place ``alter_type`` (without USING) converts exactly by itself."""
+    alter_type_fallback: ClassVar[AlterType] = AlterType.COPY_RENAME
+    """How a widening that the in-place ``alter_type`` cannot make exactly is made."""
+    drop_column: ClassVar[bool] = True
+    """``ALTER TABLE ... DROP COLUMN`` works (else the table is rebuilt without the column)."""
+    number_text: ClassVar[NumberText] = NumberText.CAST
+    """How a NUMBER (double) becomes text without losing a digit."""
+    timestamp_text: ClassVar[TimestampText] = TimestampText.FORMAT_AT_UTC
+    """How a TIMESTAMP becomes ISO-8601 UTC text."""
+    primary_key: ClassVar[PrimaryKey] = PrimaryKey.DECLARED
     """How ``id`` is declared the key of each table."""
     table_format: ClassVar[str | None] = None
     """``CREATE TABLE ... USING <format>`` (Spark: ``PARQUET``); ``None`` for the default."""

@@ -8,6 +8,7 @@ from personas_warehouse.warehouses.base import (
     Capabilities,
     IdentifierUnit,
     PrimaryKey,
+    TimestampText,
     Upsert,
 )
 
@@ -25,8 +26,11 @@ class BigQuery(Capabilities):
     columns_per_add_column = None
     add_column_if_not_exists = True
     transactional_ddl = False
-    alter_type = AlterType.ALTER_COLUMN_TYPE  # INT64 -> FLOAT64 and others via SET DATA TYPE
+    alter_type = AlterType.ALTER_COLUMN_TYPE  # SET DATA TYPE: only INT64 -> FLOAT64 here
     primary_key = PrimaryKey.NOT_ENFORCED
+    word_schema_names = True  # dataset names: letters, digits and underscores
+    in_place_widenings = frozenset({(TraitType.INTEGER, TraitType.NUMBER)})
+    timestamp_text = TimestampText.FORMAT_IN_ZONE
     max_statement_bytes = 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -8,6 +8,7 @@ from personas_warehouse.warehouses.base import (
     Capabilities,
     IdentifierUnit,
     PrimaryKey,
+    TimestampText,
     Upsert,
 )
 
@@ -26,8 +27,18 @@ class ClickHouse(Capabilities):
     add_column_if_not_exists = True
     transactions = False
     transactional_ddl = False
-    alter_type = AlterType.MODIFY_COLUMN
+    alter_type = AlterType.ALTER_COLUMN_TYPE  # ALTER COLUMN c TYPE t = MODIFY COLUMN, synchronous
     primary_key = PrimaryKey.NONE
+    in_place_widenings = frozenset(
+        {
+            (TraitType.INTEGER, TraitType.NUMBER),
+            (TraitType.INTEGER, TraitType.STRING),
+            (TraitType.NUMBER, TraitType.STRING),
+            (TraitType.BOOLEAN, TraitType.STRING),
+        }
+    )
+    alter_type_fallback = AlterType.REBUILD_TABLE  # no synchronous UPDATE
+    timestamp_text = TimestampText.CAST_WITH_OFFSET
     max_statement_bytes = 256 * 1024  # max_query_size default
     column_types = MappingProxyType(
         {

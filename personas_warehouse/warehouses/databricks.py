@@ -8,6 +8,7 @@ from personas_warehouse.warehouses.base import (
     Capabilities,
     IdentifierUnit,
     PrimaryKey,
+    TimestampText,
     Upsert,
 )
 
@@ -26,7 +27,11 @@ class Databricks(Capabilities):
     transactions = False
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE  # Delta changes a column type only by rewriting
+    word_schema_names = True
     primary_key = PrimaryKey.NONE
+    alter_type_fallback = AlterType.REBUILD_TABLE
+    drop_column = False  # needs Delta column mapping
+    timestamp_text = TimestampText.FORMAT  # the session time zone is UTC
     max_statement_bytes = 16 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -19,6 +19,7 @@ class DuckDB(Capabilities):
     add_column_if_not_exists = True
     transactional_ddl = True
     alter_type = AlterType.ALTER_COLUMN_TYPE
+    alter_type_using = True
     max_statement_bytes = 64 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, IdentifierUnit, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    IdentifierUnit,
+    TimestampText,
+    Upsert,
+)
 
 
 class MySQL(Capabilities):
@@ -23,6 +29,14 @@ class MySQL(Capabilities):
     add_column_if_not_exists = False  # MariaDB has it, MySQL does not
     transactional_ddl = False
     alter_type = AlterType.MODIFY_COLUMN
+    in_place_widenings = frozenset(
+        {
+            (TraitType.INTEGER, TraitType.NUMBER),
+            (TraitType.INTEGER, TraitType.STRING),
+            (TraitType.NUMBER, TraitType.STRING),
+        }
+    )
+    timestamp_text = TimestampText.FORMAT  # DATETIME(6) holds UTC wall time
     max_statement_bytes = 4 * 1024 * 1024
     timezone_type = False
     column_types = MappingProxyType(

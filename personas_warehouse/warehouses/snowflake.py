@@ -15,7 +15,7 @@ class Snowflake(Capabilities):
     identifier_unit = IdentifierUnit.CHARS
     max_columns = None
     upsert = Upsert.MERGE
-    columns_per_add_column = None
+    columns_per_add_column = 1  # IF NOT EXISTS is written once per ADD
     add_column_if_not_exists = True
     transactional_ddl = False
     alter_type = AlterType.COPY_RENAME  # only VARCHAR length / NUMBER precision change in place

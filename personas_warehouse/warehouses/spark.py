@@ -8,6 +8,7 @@ from personas_warehouse.warehouses.base import (
     Capabilities,
     IdentifierUnit,
     PrimaryKey,
+    TimestampText,
     Upsert,
 )
 
@@ -27,8 +28,12 @@ class Spark(Capabilities):
     transactions = False
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE
+    word_schema_names = True
     primary_key = PrimaryKey.NONE
     table_format = "PARQUET"
+    alter_type_fallback = AlterType.REBUILD_TABLE
+    drop_column = False  # parquet tables cannot drop a column
+    timestamp_text = TimestampText.FORMAT  # the session time zone is UTC
     max_statement_bytes = 16 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -3,7 +3,13 @@
 from types import MappingProxyType
 
 from personas_warehouse.model import TraitType
-from personas_warehouse.warehouses.base import AlterType, Capabilities, Upsert
+from personas_warehouse.warehouses.base import (
+    AlterType,
+    Capabilities,
+    NumberText,
+    TimestampText,
+    Upsert,
+)
 
 
 class SQLite(Capabilities):
@@ -24,6 +30,9 @@ class SQLite(Capabilities):
     schemas = False
     transactional_ddl = True
     alter_type = AlterType.REBUILD_TABLE
+    alter_type_fallback = AlterType.REBUILD_TABLE
+    number_text = NumberText.SHORTEST_OR_17_DIGITS
+    timestamp_text = TimestampText.TEXT
     max_statement_bytes = 1_000_000  # well under SQLITE_MAX_SQL_LENGTH
     timezone_type = False
     column_types = MappingProxyType(

@@ -7,6 +7,7 @@ from personas_warehouse.warehouses.base import (
     AlterType,
     Capabilities,
     IdentifierUnit,
+    NumberText,
     PrimaryKey,
     Upsert,
 )
@@ -24,8 +25,11 @@ class Synapse(Capabilities):
     columns_per_add_column = None
     add_column_if_not_exists = False
     transactional_ddl = True
-    alter_type = AlterType.ALTER_COLUMN_TYPE
+    alter_type = AlterType.ALTER_COLUMN_TYPE  # other widenings: copy + sp_rename
     primary_key = PrimaryKey.NONE
+    rename_column_procedure = True
+    word_schema_names = True  # sqlglot's CREATE SCHEMA guard compares a quoted name otherwise
+    number_text = NumberText.CONVERT_STYLE_3
     max_statement_bytes = 4 * 1024 * 1024
     column_types = MappingProxyType(
         {

@@ -25,7 +25,7 @@ class Trino(Capabilities):
     add_column_if_not_exists = True
     transactions = False
     transactional_ddl = False
-    alter_type = AlterType.ALTER_COLUMN_TYPE
+    alter_type = AlterType.COPY_RENAME  # SET DATA TYPE widens only int -> bigint, float -> double
     primary_key = PrimaryKey.NONE
     max_statement_bytes = 1024 * 1024
     column_types = MappingProxyType(
@@ -35,7 +35,7 @@ class Trino(Capabilities):
             TraitType.NUMBER: "DOUBLE",
             TraitType.STRING: "VARCHAR",
             TraitType.TIMESTAMP: "TIMESTAMP(6) WITH TIME ZONE",
-            TraitType.JSON: "JSON",
+            TraitType.JSON: "VARCHAR",  # Iceberg and Delta have no JSON column type
         }
     )
     string_type = "VARCHAR"
