@@ -1,0 +1,1192 @@
+"""The identifies log in memory, and point-in-time reconstruction from it.
+
+:class:`IdentifiesLog` holds identify events and answers DESIGN.md's question: the state of a user
+(or of everyone) at any moment, optionally as the warehouse knew it then (``known_at``). Events
+may be added in any order, late, and more than once; duplicates by ``message_id`` are resolved
+over the whole log (the copy received earliest wins, then the earliest ``timestamp``, then the
+smallest ``user_id``). Reads work on an index built lazily on the first read after an add.
+
+>>> import datetime as dt
+>>> from personas_warehouse.model import Audience, ComputedTrait, IdentifyEvent, Space, TraitType
+>>> space = Space(traits=[ComputedTrait("visits", TraitType.INTEGER)], audiences=[Audience("vip")])
+>>> at = lambda minute: dt.datetime(2024, 1, 1, 12, minute, tzinfo=dt.UTC)
+>>> log = IdentifiesLog(space, [
+...     IdentifyEvent("m1", "u1", at(0), {"visits": 1, "vip": True}),
+...     IdentifyEvent("m2", "u1", at(5), {"visits": 2}),
+...     IdentifyEvent("m3", "u1", at(9), {"vip": False}),
+... ])
+>>> log.reconstruct_state("u1", at(6))
+UserState(user_id='u1', traits={'visits': 2}, audiences={'vip': True})
+>>> log.reconstruct_state("u1", at(9)).audiences
+{'vip': False}
+>>> log.reconstruct_state("u1", at(6), known_at=at(0)).traits  # what was known at 12:00
+{'visits': 1}
+>>> [(c.key, c.old, c.new) for c in log.history("u1")]
+[('visits', None, 1), ('vip', None, True), ('visits', 1, 2), ('vip', True, False)]
+
+How it is stored (see ``docs/reconstruction.md``): one set of flat columns for the whole log
+(timestamps and received_at as integer microseconds in ``array('q')``, message ids as UTF-8 in
+one ``bytearray`` behind an open-addressing hash table, keys interned as small integer codes,
+trait values in one list, audience values folded into their key code). Each user's events sit
+in one contiguous, sorted range, so a state at ``ts`` is one bisection plus two C-level dict
+updates over the user's value pairs up to that point. Users touched by later adds are re-sorted
+and appended at the end; the abandoned ranges are compacted away when they outweigh the live
+ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate, chain, compress, cycle, islice, repeat
+from operator import (
+    add,
+    and_,
+    attrgetter,
+    eq,
+    floordiv,
+    ge,
+    is_,
+    itemgetter,
+    lshift,
+    mul,
+    not_,
+    or_,
+    rshift,
+    sub,
+)
+from types import MappingProxyType
+from typing import Any, Final, cast
+
+import attrs
+
+from personas_warehouse.errors import (
+    InvalidEventError,
+    InvalidSpaceError,
+    PersonasWarehouseError,
+)
+from personas_warehouse.model import (
+    INT64_MAX,
+    INT64_MIN,
+    IdentifyEvent,
+    Space,
+    TraitType,
+    UserState,
+    ensure_aware,
+)
+
+__all__ = [
+    "Change",
+    "IdentifiesLog",
+    "MembershipInterval",
+    "reconstruct_state",
+]
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_US: Final = dt.timedelta(microseconds=1)
+_UTC_ZONE: Final = dt.UTC
+_SLOT_BITS: Final = 40  # hash table entry: fingerprint << 40 | (slot + 1)
+_SLOT_MASK: Final = (1 << _SLOT_BITS) - 1
+_FINGERPRINT_MASK: Final = (1 << 22) - 1
+_FLOAT_EXACT_INT: Final = 2**53
+_INDEX: Final = "I"  # 4-byte unsigned: event, pair, slot and user numbers (< 2**32)
+_MAX_EVENTS: Final = 2**32 - 1
+
+_FIELDS = attrgetter("__class__", "message_id", "user_id", "timestamp", "received_at", "values")
+_SECOND = itemgetter(1)
+_THIRD = itemgetter(2)
+_FOURTH = itemgetter(3)
+_FIFTH = itemgetter(4)
+_SIXTH = itemgetter(5)
+_PROXY_ITEMS = MappingProxyType.items
+_TZINFO = attrgetter("tzinfo")
+_FIRST = itemgetter(0)
+
+# Fast UserState construction: the slot descriptors of the frozen attrs class, set directly.
+# The result is an ordinary UserState (same class, same fields), so it compares equal to one
+# made by its __init__.
+_new_object = object.__new__
+_set_user_id = UserState.__dict__["user_id"].__set__
+_set_traits = UserState.__dict__["traits"].__set__
+_set_audiences = UserState.__dict__["audiences"].__set__
+
+
+def _user_state(user_id: str, traits: dict[str, Any], audiences: dict[str, Any]) -> UserState:
+    state: UserState = _new_object(UserState)
+    _set_user_id(state, user_id)
+    _set_traits(state, traits)
+    _set_audiences(state, audiences)
+    return state
+
+
+def _micros(value: Any, what: str) -> int:
+    """Microseconds since the epoch of an aware datetime; naive or non-datetime is an error."""
+    if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+        return (value - _EPOCH) // _ONE_US
+    return (ensure_aware(value, what) - _EPOCH) // _ONE_US
+
+
+def _datetime(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _check_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str):
+        raise InvalidEventError(f"user_id must be a string, got {user_id!r}")
+    return user_id
+
+
+# --------------------------------------------------------------------------------------------
+# Records returned by the history views
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class Change:
+    """One key of one user changing value: what the history of a user is made of.
+
+    ``old`` is the value before the event (``None`` when the key had none), ``new`` the value
+    after. An event that sets a key to the value it already has is not a change (a value is the
+    same when it has the same type and compares equal, so ``1`` then ``1.0`` is a change, as
+    the reconstructed state changes).
+    """
+
+    user_id: str
+    timestamp: dt.datetime
+    received_at: dt.datetime
+    message_id: str
+    key: str
+    old: Any
+    new: Any
+
+
+@attrs.frozen(slots=True)
+class MembershipInterval:
+    """A stretch of time a user spent in an audience: ``[entered_at, exited_at)``.
+
+    ``exited_at`` is ``None`` while the user is still in. An exit with no earlier entry (a log
+    that starts mid-history) makes no interval: the user was never seen in the audience.
+    """
+
+    user_id: str
+    audience: str
+    entered_at: dt.datetime
+    exited_at: dt.datetime | None
+
+    def contains(self, ts: dt.datetime) -> bool:
+        """Whether the user was in the audience at ``ts`` (inclusive)."""
+        ts = ensure_aware(ts, "ts")
+        return self.entered_at <= ts and (self.exited_at is None or ts < self.exited_at)
+
+
+# --------------------------------------------------------------------------------------------
+# The Space's keys, precomputed for the hot loops
+# --------------------------------------------------------------------------------------------
+
+# What is still to check about a value of a known (key, type), in bulk, after the type matched.
+_OK: Final = 0
+_FINITE: Final = 1
+_INT53: Final = 2
+_INT64: Final = 3
+_NO_NUL: Final = 4
+_UTC: Final = 5
+
+
+class _Keys:
+    """The synced keys of a Space as integer codes, templates and fast validation tables."""
+
+    __slots__ = (
+        "audience_names",
+        "audience_pairs",
+        "audience_template",
+        "checks",
+        "code",
+        "code_type",
+        "space",
+        "trait_count",
+        "trait_names",
+        "trait_template",
+    )
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self.trait_names: tuple[str, ...] = space.trait_keys
+        self.audience_names: tuple[str, ...] = space.audience_keys
+        self.trait_count = len(self.trait_names)
+        if len(self.trait_names) + 2 * len(self.audience_names) >= 1 << 32:
+            raise InvalidSpaceError("a space with over two billion keys cannot be indexed")
+        self.code: dict[str, int] = {
+            key: code for code, key in enumerate(self.trait_names + self.audience_names)
+        }
+        self.trait_template: dict[str, Any] = dict.fromkeys(self.trait_names)
+        self.audience_template: dict[str, Any] = dict.fromkeys(self.audience_names)
+        # audience value code = 2 * audience index + value -> the (key, value) pair it stands for
+        self.audience_pairs: tuple[tuple[str, bool], ...] = tuple(
+            (key, value) for key in self.audience_names for value in (False, True)
+        )
+        types = space.trait_types
+        checks: dict[tuple[int, type], int] = {}
+        for code, key in enumerate(self.trait_names):
+            checks[(code, type(None))] = _OK
+            kind = types[key]
+            if kind is TraitType.BOOLEAN:
+                checks[(code, bool)] = _OK
+            elif kind is TraitType.INTEGER:
+                checks[(code, int)] = _INT64
+            elif kind is TraitType.NUMBER:
+                checks[(code, float)] = _FINITE
+                checks[(code, int)] = _INT53
+            elif kind is TraitType.STRING:
+                checks[(code, str)] = _NO_NUL
+            elif kind is TraitType.TIMESTAMP:
+                checks[(code, dt.datetime)] = _UTC
+            # JSON values take the full check in Space.validate_event.
+        for code in range(self.trait_count, len(self.code)):
+            checks[(code, bool)] = _OK
+        self.checks = checks
+        self.code_type = "H" if len(self.code) * 2 < 1 << 16 else "I"
+
+    def columns(self, events: Iterable[IdentifyEvent], *, checked: bool = False) -> _Chunk:
+        """Events as flat columns, every value checked against the Space.
+
+        Each event object is read once (one attribute fetch for all its fields): on large logs
+        the cost is memory access, not arithmetic. Values are checked in bulk; when anything
+        is unusual (a type the fast checks do not cover, a JSON value, a value that fails) the
+        batch goes through :meth:`Space.validate_event` one event at a time, which raises the
+        error naming the event and key, or normalises the value.
+        """
+        batch = events if isinstance(events, list) else list(events)
+        try:
+            fields = list(map(_FIELDS, batch))
+        except AttributeError:
+            return self.columns(self._validate_each(batch), checked=True)
+        if not all(map(is_, map(_FIRST, fields), repeat(IdentifyEvent))):
+            return self.columns(self._validate_each(batch), checked=True)
+        values_maps = list(map(_SIXTH, fields))
+        items = list(chain.from_iterable(map(_PROXY_ITEMS, values_maps)))
+        codes = list(map(self.code.get, map(_FIRST, items)))
+        values = list(map(_SECOND, items))
+        del items
+        if not checked and not self._values_pass(codes, values):
+            return self.columns(self._validate_each(batch), checked=True)
+        known = cast("list[int]", codes)  # every key is known once the values passed
+        ts_objects = list(map(_FOURTH, fields))
+        ts = list(map(floordiv, map(sub, ts_objects, repeat(_EPOCH)), repeat(_ONE_US)))
+        recv_objects = list(map(_FIFTH, fields))
+        if all(map(is_, recv_objects, ts_objects)):
+            recv = ts
+        else:
+            recv = list(map(floordiv, map(sub, recv_objects, repeat(_EPOCH)), repeat(_ONE_US)))
+        del ts_objects, recv_objects
+        is_trait = list(map(self.trait_count.__gt__, known))
+        is_audience = list(map(not_, is_trait))
+        audience_index = map(sub, compress(known, is_audience), repeat(self.trait_count))
+        pair_end = list(accumulate(map(len, values_maps), initial=0))
+        trait_cumulative = list(accumulate(is_trait, initial=0))
+        t_bound = list(map(trait_cumulative.__getitem__, pair_end))
+        return _Chunk(
+            message_id=list(map(_SECOND, fields)),
+            user_id=list(map(_THIRD, fields)),
+            ts=ts,
+            recv=recv,
+            t_code=list(compress(known, is_trait)),
+            t_value=list(compress(values, is_trait)),
+            a_code=list(
+                map(add, map(mul, audience_index, repeat(2)), compress(values, is_audience))
+            ),
+            t_bound=t_bound,
+            a_bound=list(map(sub, pair_end, t_bound)),
+        )
+
+    def _validate_each(self, batch: list[Any]) -> list[IdentifyEvent]:
+        checked = []
+        for event in batch:
+            if not isinstance(event, IdentifyEvent):
+                raise InvalidEventError(
+                    f"expected IdentifyEvent values, got {event!r} ({type(event).__name__}); "
+                    "build events with personas_warehouse.IdentifyEvent(...)"
+                )
+            checked.append(self.space.validate_event(event))
+        return checked
+
+    def _values_pass(self, codes: list[int | None], values: list[Any]) -> bool:
+        """True when every value surely passes Space.validate_event unchanged (bulk, in C)."""
+        pairs = zip(codes, map(type, values), strict=True)
+        found = list(map(self.checks.get, pairs))  # type: ignore[arg-type]
+        if None in found:
+            return False
+        for check in set(found) - {_OK}:
+            selected = list(compress(values, map(eq, found, repeat(check))))
+            if check == _FINITE:
+                if not _all_finite(selected):
+                    return False
+            elif check == _INT53:
+                if max(selected) > _FLOAT_EXACT_INT or min(selected) < -_FLOAT_EXACT_INT:
+                    return False
+            elif check == _INT64:
+                if max(selected) > INT64_MAX or min(selected) < INT64_MIN:
+                    return False
+            elif check == _NO_NUL:
+                if "\x00" in "".join(selected):
+                    return False
+            elif check == _UTC and not all(map(is_, map(_TZINFO, selected), repeat(dt.UTC))):
+                return False
+        return True
+
+
+def _all_finite(values: list[float]) -> bool:
+    total = sum(map(abs, values))
+    return total < float("inf") and total == total  # noqa: PLR0124 (NaN is not equal to itself)
+
+
+# --------------------------------------------------------------------------------------------
+# A batch of events to place: flat columns, ready to sort
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class _Chunk:
+    """Added events not yet indexed, as flat columns (event i's trait pairs are
+    ``t_code[t_bound[i]:t_bound[i + 1]]``, its audience pairs likewise)."""
+
+    message_id: list[str]
+    user_id: list[str]
+    ts: list[int]
+    recv: list[int]
+    t_code: list[int]
+    t_value: list[Any]
+    a_code: list[int]
+    t_bound: list[int]
+    a_bound: list[int]
+
+
+def _int_array() -> array[int]:
+    return array("q")
+
+
+@attrs.define(slots=True)
+class _Batch:
+    """Rows to place in the log (one per event), with their value pairs."""
+
+    user: array[int] = attrs.field(factory=_int_array)
+    ts: array[int] = attrs.field(factory=_int_array)
+    recv: array[int] = attrs.field(factory=_int_array)
+    slot: array[int] = attrs.field(factory=_int_array)
+    t_start: array[int] = attrs.field(factory=_int_array)
+    t_end: array[int] = attrs.field(factory=_int_array)
+    a_start: array[int] = attrs.field(factory=_int_array)
+    a_end: array[int] = attrs.field(factory=_int_array)
+    t_code: array[int] = attrs.field(factory=_int_array)
+    t_value: list[Any] = attrs.field(factory=list)
+    a_code: array[int] = attrs.field(factory=_int_array)
+
+
+# --------------------------------------------------------------------------------------------
+# The log
+# --------------------------------------------------------------------------------------------
+
+
+class IdentifiesLog:
+    """Identify events of one Space, indexed for point-in-time reconstruction.
+
+    Events are validated against the Space when added (a batch with one invalid event adds
+    nothing). Duplicates by ``message_id`` follow DESIGN.md over the whole log; ``len(log)`` is
+    the number of distinct message ids. The log keeps compact columns, not the event objects.
+
+    >>> import datetime as dt
+    >>> from personas_warehouse.model import Audience, IdentifyEvent, Space
+    >>> at = lambda hour: dt.datetime(2024, 1, 1, hour, tzinfo=dt.UTC)
+    >>> log = IdentifiesLog(Space(audiences=[Audience("vip")]))
+    >>> log.extend([IdentifyEvent("m1", "u1", at(1), {"vip": True}),
+    ...             IdentifyEvent("m2", "u2", at(2), {"vip": True}),
+    ...             IdentifyEvent("m3", "u1", at(3), {"vip": False}),
+    ...             IdentifyEvent("m3", "u1", at(3), {"vip": False})])  # sent twice
+    >>> len(log), log.users()
+    (3, ['u1', 'u2'])
+    >>> sorted(log.snapshot(at(2)))
+    ['u1', 'u2']
+    >>> sorted(log.members("vip", at(2))), sorted(log.members("vip", at(3)))
+    (['u1', 'u2'], ['u2'])
+    >>> [(i.user_id, i.entered_at.hour, i.exited_at and i.exited_at.hour)
+    ...  for i in log.membership_intervals("vip")]
+    [('u1', 1, 3), ('u2', 2, None)]
+    >>> [size for _, size in log.audience_size("vip", [at(0), at(2), at(3)])]
+    [0, 2, 1]
+    >>> [e.message_id for e in log.events()]
+    ['m1', 'm2', 'm3']
+    """
+
+    __slots__ = (
+        "_a_code",
+        "_blob",
+        "_e_recv",
+        "_e_slot",
+        "_e_ts",
+        "_ends",
+        "_keys",
+        "_m_off",
+        "_m_user",
+        "_pending",
+        "_t_code",
+        "_t_value",
+        "_table",
+        "_u_ids",
+        "_u_range",
+        "_users",
+    )
+
+    def __init__(self, space: Space, events: Iterable[IdentifyEvent] = ()) -> None:
+        if not isinstance(space, Space):
+            raise InvalidSpaceError(
+                f"IdentifiesLog needs a personas_warehouse.Space, got {space!r}"
+            )
+        self._keys = _Keys(space)
+        # Message ids: UTF-8 bytes of slot i at _blob[_m_off[i]:_m_off[i + 1]]; the user whose
+        # copy won; an open-addressing hash table of fingerprint << 40 | (slot + 1).
+        self._blob = bytearray()
+        self._m_off: array[int] = array("q", [0])
+        self._m_user: array[int] = array(_INDEX)
+        self._table: array[int] = array("q", bytes(8 * 16))
+        # Users: id -> number; each number's live range [start, end) of event positions.
+        self._users: dict[str, int] = {}
+        self._u_ids: list[str] = []
+        self._u_range: array[int] = array(_INDEX)  # user u: [_u_range[2u], _u_range[2u + 1])
+        # Events, grouped by user, sorted by (timestamp, received_at, message_id) in a range.
+        # Event p's trait pairs are [_ends[2p], _ends[2p + 2]), its audience pairs
+        # [_ends[2p + 1], _ends[2p + 3]): interleaved, so one cache line serves both.
+        self._e_ts: array[int] = array("q")
+        self._e_recv: array[int] = array("q")
+        self._e_slot: array[int] = array(_INDEX)
+        self._ends: array[int] = array(_INDEX, [0, 0])
+        self._t_code: array[int] = array(self._keys.code_type)
+        self._t_value: list[Any] = []
+        self._a_code: array[int] = array(self._keys.code_type)
+        self._pending: list[_Chunk] = []
+        self.extend(events)
+
+    # ---------------------------------------------------------------- adding events
+
+    @property
+    def space(self) -> Space:
+        """The Space the events belong to."""
+        return self._keys.space
+
+    def add(self, event: IdentifyEvent) -> None:
+        """Add one event (validated against the Space)."""
+        self.extend((event,))
+
+    def extend(self, events: Iterable[IdentifyEvent]) -> None:
+        """Add events, in any order (validated first: one invalid event adds none)."""
+        chunk = self._keys.columns(events)
+        if chunk.message_id:
+            self._pending.append(chunk)
+
+    def __len__(self) -> int:
+        """The number of distinct message ids."""
+        self._index()
+        return len(self._m_off) - 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        # str hashes differ between processes: the hash table is rebuilt when unpickled.
+        self._index()
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_table"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        size = 16
+        while size < 2 * (len(self._m_off) - 1):
+            size *= 2
+        self._rehash(size)
+
+    def __repr__(self) -> str:
+        self._index()
+        ranges = self._u_range
+        users = sum(1 for s, e in zip(ranges[0::2], ranges[1::2], strict=True) if e > s)
+        return f"<IdentifiesLog: {len(self)} events, {users} users>"
+
+    # ---------------------------------------------------------------- indexing
+
+    def _index(self) -> None:
+        """Fold pending events in: dedupe, then (re)place every user they touch."""
+        if not self._pending:
+            return
+        chunk = _concatenate(self._pending)
+        self._pending = []
+        if len(self._e_ts) + len(chunk.ts) >= _MAX_EVENTS or (
+            len(self._t_code) + len(self._a_code) + len(chunk.t_code) + len(chunk.a_code)
+            >= _MAX_EVENTS
+        ):
+            raise PersonasWarehouseError(
+                f"an IdentifiesLog holds at most {_MAX_EVENTS - 1:,} events and values; for a "
+                "log this size, ask the warehouse (personas_warehouse.as_of_query)"
+            )
+        uids = chunk.user_id
+        count = len(uids)
+        alive, row_slot, new_slot_rows, taken = self._dedupe(
+            chunk.message_id, uids, chunk.ts, chunk.recv
+        )
+        chunk.message_id = []
+
+        # User numbers (new users get the next numbers, in order of first appearance).
+        users = self._users
+        rows = list(compress(range(count), alive))
+        fresh = [u for u in dict.fromkeys(map(uids.__getitem__, rows)) if u not in users]
+        first = len(self._u_ids)
+        users.update(zip(fresh, range(first, first + len(fresh)), strict=True))
+        self._u_ids.extend(fresh)
+        self._u_range.extend(repeat(0, 2 * len(fresh)))
+        # None for rows that lost their message id to another copy (never read).
+        row_user = cast("list[int]", list(map(users.get, uids)))
+
+        # Users whose placed events must be merged: touched by a new event, or losing one.
+        touched = set(map(row_user.__getitem__, rows))
+        losers: set[int] = set()
+        for slot, row in taken.items():
+            touched.add(self._m_user[slot])
+            losers.add(slot)
+            self._m_user[slot] = row_user[row]
+        self._m_user.extend(map(row_user.__getitem__, new_slot_rows))
+
+        # Every row goes into the batch as it is (sequential copies); only live rows are placed.
+        t_bound, a_bound = chunk.t_bound, chunk.a_bound
+        batch = _Batch(
+            user=array("q", map(users.get, uids, repeat(0))),
+            ts=array("q", chunk.ts),
+            recv=array("q", chunk.recv),
+            slot=array("q", row_slot),
+            t_start=array("q", islice(t_bound, count)),
+            t_end=array("q", islice(t_bound, 1, None)),
+            a_start=array("q", islice(a_bound, count)),
+            a_end=array("q", islice(a_bound, 1, None)),
+            t_code=array(self._keys.code_type, chunk.t_code),
+            t_value=chunk.t_value,
+            a_code=array(self._keys.code_type, chunk.a_code),
+        )
+        del chunk, row_slot, row_user, t_bound, a_bound
+        ranges = self._u_range
+        placed = [u for u in touched if ranges[2 * u + 1] > ranges[2 * u]]
+        for user in placed:
+            self._copy_out(user, batch, losers)
+        rows.extend(range(count, len(batch.user)))  # the copied-out rows are all live
+        self._place(batch, placed, rows)
+        if len(self._e_ts) > 2 * (len(self._m_off) - 1) + 1024:
+            self._compact()
+
+    def _dedupe(
+        self, mids: list[str], uids: list[str], ts: list[int], recv: list[int]
+    ) -> tuple[bytearray, list[int], list[int], dict[int, int]]:
+        """Resolve message ids: which pending rows win (``alive``), each row's slot, the rows
+        that won the slots created now, and placed slots a pending row takes over."""
+        count = len(mids)
+        base = len(self._m_off) - 1
+        self._reserve(base + count)
+        table, blob, m_off = self._table, self._blob, self._m_off
+        mask = len(table) - 1
+        encoded = list(map(str.encode, mids, repeat("utf-8"), repeat("surrogatepass")))
+        hashes = list(map(hash, mids))
+        alive = bytearray(b"\x01") * count
+        row_slot = [0] * count
+        taken: dict[int, int] = {}
+
+        new_slot_rows, is_fast = self._insert_fresh(hashes, encoded, row_slot)
+
+        # The rest one by one: collisions, and message ids seen before (duplicates).
+        for row in compress(range(count), map(not_, is_fast)):
+            digest = hashes[row]
+            position = digest & mask
+            fingerprint = (digest >> 24) & _FINGERPRINT_MASK
+            while True:
+                entry = table[position]
+                if not entry:
+                    slot = base + len(new_slot_rows)
+                    table[position] = (fingerprint << _SLOT_BITS) | (slot + 1)
+                    new_slot_rows.append(row)
+                    blob += encoded[row]
+                    m_off.append(len(blob))
+                    row_slot[row] = slot
+                    break
+                if entry >> _SLOT_BITS == fingerprint:
+                    slot = (entry & _SLOT_MASK) - 1
+                    if blob[m_off[slot] : m_off[slot + 1]] == encoded[row]:
+                        row_slot[row] = slot
+                        rank = (recv[row], ts[row], uids[row])
+                        if slot >= base:
+                            other = new_slot_rows[slot - base]
+                            if rank < (recv[other], ts[other], uids[other]):
+                                alive[other] = 0
+                                new_slot_rows[slot - base] = row
+                            else:
+                                alive[row] = 0
+                        elif slot in taken:
+                            other = taken[slot]
+                            if rank < (recv[other], ts[other], uids[other]):
+                                alive[other] = 0
+                                taken[slot] = row
+                            else:
+                                alive[row] = 0
+                        elif rank < self._placed_rank(slot):
+                            taken[slot] = row
+                        else:
+                            alive[row] = 0
+                        break
+                position = (position + 1) & mask
+        return alive, row_slot, new_slot_rows, taken
+
+    def _insert_fresh(
+        self, hashes: list[int], encoded: list[bytes], row_slot: list[int]
+    ) -> tuple[list[int], list[bool]]:
+        """Give a new slot, in bulk, to each row surely new: returns those rows (in order)
+        and which rows they are."""
+        table, blob, m_off = self._table, self._blob, self._m_off
+        mask = len(table) - 1
+        base = len(m_off) - 1
+        count = len(hashes)
+        # In bulk (C loops): a row whose home position is empty, and is the first of the batch
+        # to hash there, takes a new slot at once. Linear probing never leaves a gap before a
+        # key, so such a message id cannot be in the table already.
+        positions = list(map(and_, hashes, repeat(mask)))
+        rows = range(count)
+        first_at = dict(zip(reversed(positions), reversed(rows), strict=True))
+        is_fast = list(
+            map(
+                and_,
+                map(not_, map(table.__getitem__, positions)),
+                map(eq, map(first_at.__getitem__, positions), rows),
+            )
+        )
+        del first_at
+        new_slot_rows = list(compress(rows, is_fast))
+        fast = len(new_slot_rows)
+        fingerprints = map(
+            and_, map(rshift, compress(hashes, is_fast), repeat(24)), repeat(_FINGERPRINT_MASK)
+        )
+        entries = map(
+            or_, map(lshift, fingerprints, repeat(_SLOT_BITS)), range(base + 1, base + fast + 1)
+        )
+        _consume(map(table.__setitem__, compress(positions, is_fast), entries))
+        _consume(map(row_slot.__setitem__, new_slot_rows, range(base, base + fast)))
+        fast_encoded = list(compress(encoded, is_fast))
+        m_off.extend(islice(accumulate(map(len, fast_encoded), initial=len(blob)), 1, None))
+        blob += b"".join(fast_encoded)
+        return new_slot_rows, is_fast
+
+    def _placed_rank(self, slot: int) -> tuple[int, int, str]:
+        user = self._m_user[slot]
+        position = self._e_slot.index(slot, self._u_range[2 * user], self._u_range[2 * user + 1])
+        return (self._e_recv[position], self._e_ts[position], self._u_ids[user])
+
+    def _reserve(self, slots: int) -> None:
+        """Grow the hash table so ``slots`` message ids keep it at most half full."""
+        size = len(self._table)
+        if 2 * slots <= size:
+            return
+        while size < 2 * slots:
+            size *= 2
+        self._rehash(size)
+
+    def _rehash(self, size: int) -> None:
+        """A new hash table of ``size`` entries holding every message id."""
+        table: array[int] = array("q", bytes(8 * size))
+        mask = size - 1
+        blob, m_off = self._blob, self._m_off
+        for slot in range(len(m_off) - 1):
+            digest = hash(blob[m_off[slot] : m_off[slot + 1]].decode("utf-8", "surrogatepass"))
+            position = digest & mask
+            while table[position]:
+                position = (position + 1) & mask
+            table[position] = (((digest >> 24) & _FINGERPRINT_MASK) << _SLOT_BITS) | (slot + 1)
+        self._table = table
+
+    def _message_id(self, slot: int) -> str:
+        return self._blob[self._m_off[slot] : self._m_off[slot + 1]].decode(
+            "utf-8", "surrogatepass"
+        )
+
+    def _copy_out(self, user: int, batch: _Batch, losers: set[int]) -> None:
+        """Append a user's placed events (those still winning) to a batch to re-place."""
+        start, end = self._u_range[2 * user], self._u_range[2 * user + 1]
+        ends = self._ends
+        t0, a0 = ends[2 * start], ends[2 * start + 1]
+        t_shift = len(batch.t_code) - t0
+        a_shift = len(batch.a_code) - a0
+        batch.t_code.extend(self._t_code[t0 : ends[2 * end]])
+        batch.t_value.extend(self._t_value[t0 : ends[2 * end]])
+        batch.a_code.extend(self._a_code[a0 : ends[2 * end + 1]])
+        for position in range(start, end):
+            slot = self._e_slot[position]
+            if slot in losers:
+                continue
+            batch.user.append(user)
+            batch.ts.append(self._e_ts[position])
+            batch.recv.append(self._e_recv[position])
+            batch.slot.append(slot)
+            batch.t_start.append(ends[2 * position] + t_shift)
+            batch.t_end.append(ends[2 * position + 2] + t_shift)
+            batch.a_start.append(ends[2 * position + 1] + a_shift)
+            batch.a_end.append(ends[2 * position + 3] + a_shift)
+
+    def _place(self, batch: _Batch, emptied: Sequence[int], rows: list[int]) -> None:
+        """Sort a batch's ``rows`` by (user, timestamp, received_at, message_id), append them.
+
+        Rows are sorted by user only (small integers: the fastest sort Python has), which
+        keeps each user's rows in arrival order; only users whose rows are then not strictly
+        increasing in timestamp (late arrivals, ties) are sorted again on the full key.
+        """
+        for user in emptied:
+            self._u_range[2 * user] = self._u_range[2 * user + 1] = 0
+        size = len(rows)
+        if not size:
+            return
+        rows.sort(key=batch.user.__getitem__)
+        order = rows
+        user_sorted = _gather(batch.user, order)
+        ts_sorted = _gather(batch.ts, order)
+        disordered = {
+            user_sorted[i]
+            for i in compress(range(size - 1), map(ge, ts_sorted, islice(ts_sorted, 1, None)))
+            if user_sorted[i] == user_sorted[i + 1]
+        }
+        for user in disordered:
+            low = bisect_left(user_sorted, user)
+            high = bisect_right(user_sorted, user, low)
+            order[low:high] = sorted(order[low:high], key=lambda row: self._row_key(batch, row))
+            ts_sorted[low:high] = _gather(batch.ts, order[low:high])
+
+        first = len(self._e_ts)
+        self._e_ts.extend(ts_sorted)
+        del ts_sorted
+        self._e_recv.extend(_gather(batch.recv, order))
+        self._e_slot.extend(_gather(batch.slot, order, _INDEX))
+        starts = list(map(batch.t_start.__getitem__, order))
+        ends = list(map(batch.t_end.__getitem__, order))
+        pairs = list(chain.from_iterable(map(range, starts, ends)))
+        self._t_code.extend(
+            array(batch.t_code.typecode, list(map(batch.t_code.__getitem__, pairs)))
+        )
+        self._t_value.extend(map(batch.t_value.__getitem__, pairs))
+        t_bounds = array(
+            _INDEX, islice(accumulate(map(sub, ends, starts), initial=self._ends[-2]), 1, None)
+        )
+        starts = list(map(batch.a_start.__getitem__, order))
+        ends = list(map(batch.a_end.__getitem__, order))
+        pairs = list(chain.from_iterable(map(range, starts, ends)))
+        self._a_code.extend(
+            array(batch.a_code.typecode, list(map(batch.a_code.__getitem__, pairs)))
+        )
+        a_bounds = array(
+            _INDEX, islice(accumulate(map(sub, ends, starts), initial=self._ends[-1]), 1, None)
+        )
+        del order, starts, ends, pairs
+        interleaved = array(_INDEX, bytes(2 * len(t_bounds) * array(_INDEX).itemsize))
+        interleaved[0::2] = t_bounds
+        interleaved[1::2] = a_bounds
+        self._ends.extend(interleaved)
+
+        ranges = self._u_range
+        low = 0
+        for user in dict.fromkeys(user_sorted):
+            high = bisect_right(user_sorted, user, low)
+            ranges[2 * user] = first + low
+            ranges[2 * user + 1] = first + high
+            low = high
+
+    def _row_key(self, batch: _Batch, row: int) -> tuple[int, int, str]:
+        return (batch.ts[row], batch.recv[row], self._message_id(batch.slot[row]))
+
+    def _compact(self) -> None:
+        """Drop the ranges users left behind: copy every live range into fresh columns."""
+        e_ts: array[int] = array("q")
+        e_recv: array[int] = array("q")
+        e_slot: array[int] = array(_INDEX)
+        ends: array[int] = array(_INDEX, [0, 0])
+        t_code: array[int] = array(self._keys.code_type)
+        a_code: array[int] = array(self._keys.code_type)
+        t_value: list[Any] = []
+        old, ranges = self._ends, self._u_range
+        for user in range(len(ranges) // 2):
+            start, end = ranges[2 * user], ranges[2 * user + 1]
+            if end <= start:
+                continue
+            first = len(e_ts)
+            e_ts.extend(self._e_ts[start:end])
+            e_recv.extend(self._e_recv[start:end])
+            e_slot.extend(self._e_slot[start:end])
+            t0, a0, t1, a1 = old[2 * start], old[2 * start + 1], old[2 * end], old[2 * end + 1]
+            shifts = cycle((len(t_code) - t0, len(a_code) - a0))
+            ends.extend(map(add, old[2 * start + 2 : 2 * end + 2], shifts))
+            t_code.extend(self._t_code[t0:t1])
+            t_value.extend(self._t_value[t0:t1])
+            a_code.extend(self._a_code[a0:a1])
+            ranges[2 * user] = first
+            ranges[2 * user + 1] = len(e_ts)
+        self._e_ts, self._e_recv, self._e_slot, self._ends = e_ts, e_recv, e_slot, ends
+        self._t_code, self._t_value, self._a_code = t_code, t_value, a_code
+
+    def _state_known(self, user_id: str, positions: Iterable[int]) -> UserState:
+        """The fold of the events at ``positions`` (in order)."""
+        keys = self._keys
+        ends = self._ends
+        traits = keys.trait_template.copy()
+        audiences = keys.audience_template.copy()
+        for position in positions:
+            low, high = ends[2 * position], ends[2 * position + 2]
+            if high > low:
+                traits.update(
+                    zip(
+                        map(keys.trait_names.__getitem__, self._t_code[low:high]),
+                        self._t_value[low:high],
+                        strict=True,
+                    )
+                )
+            low, high = ends[2 * position + 1], ends[2 * position + 3]
+            if high > low:
+                audiences.update(map(keys.audience_pairs.__getitem__, self._a_code[low:high]))
+        return _user_state(user_id, traits, audiences)
+
+    def reconstruct_state(
+        self, user_id: str, ts: dt.datetime, *, known_at: dt.datetime | None = None
+    ) -> UserState:
+        """The state of ``user_id`` at ``ts`` (inclusive), as DESIGN.md defines it.
+
+        With ``known_at``, only events received by then count: what the warehouse knew. A user
+        with no events gets every key ``None``. ``ts`` and ``known_at`` must be aware.
+        """
+        if self._pending:
+            self._index()
+        # The hot path is inlined: this is called in loops, and calls cost here.
+        if ts.__class__ is dt.datetime and ts.tzinfo is _UTC_ZONE:
+            moment = (ts - _EPOCH) // _ONE_US
+        else:
+            moment = _micros(ts, "ts")
+        if user_id.__class__ is not str:
+            _check_user_id(user_id)
+        user = self._users.get(user_id)
+        if user is None:
+            if known_at is not None:
+                _micros(known_at, "known_at")
+            return UserState.empty(self._keys.space, user_id)
+        start = self._u_range[2 * user]
+        end = bisect_right(self._e_ts, moment, start, self._u_range[2 * user + 1])
+        if known_at is not None:
+            known = _micros(known_at, "known_at")
+            e_recv = self._e_recv
+            return self._state_known(user_id, [p for p in range(start, end) if e_recv[p] <= known])
+        keys = self._keys
+        traits = keys.trait_template.copy()
+        ends = self._ends
+        low, high = ends[2 * start], ends[2 * end]
+        if high > low:
+            traits.update(
+                zip(
+                    map(keys.trait_names.__getitem__, self._t_code[low:high]),
+                    self._t_value[low:high],
+                    strict=True,
+                )
+            )
+        audiences = keys.audience_template.copy()
+        low, high = ends[2 * start + 1], ends[2 * end + 1]
+        if high > low:
+            audiences.update(map(keys.audience_pairs.__getitem__, self._a_code[low:high]))
+        state: UserState = _new_object(UserState)
+        _set_user_id(state, user_id)
+        _set_traits(state, traits)
+        _set_audiences(state, audiences)
+        return state
+
+    def snapshot(
+        self, ts: dt.datetime, *, known_at: dt.datetime | None = None
+    ) -> dict[str, UserState]:
+        """``{user_id: state at ts}`` for every user with at least one event counted at ``ts``
+        (and received by ``known_at``, when given)."""
+        if self._pending:
+            self._index()
+        moment = _micros(ts, "ts")
+        known = None if known_at is None else _micros(known_at, "known_at")
+        keys = self._keys
+        trait_template, audience_template = keys.trait_template, keys.audience_template
+        trait_name, audience_pair = keys.trait_names.__getitem__, keys.audience_pairs.__getitem__
+        e_ts, e_recv, ends, ranges = self._e_ts, self._e_recv, self._ends, self._u_range
+        t_code, t_value, a_code = self._t_code, self._t_value, self._a_code
+        result: dict[str, UserState] = {}
+        for user_id, start, stop in zip(self._u_ids, ranges[0::2], ranges[1::2], strict=True):
+            if stop <= start or e_ts[start] > moment:
+                continue
+            end = stop if e_ts[stop - 1] <= moment else bisect_right(e_ts, moment, start, stop)
+            if known is not None:
+                positions = [p for p in range(start, end) if e_recv[p] <= known]
+                if positions:
+                    result[user_id] = self._state_known(user_id, positions)
+                continue
+            traits = trait_template.copy()
+            low, high = ends[2 * start], ends[2 * end]
+            if high > low:
+                traits.update(
+                    zip(map(trait_name, t_code[low:high]), t_value[low:high], strict=True)
+                )
+            audiences = audience_template.copy()
+            low, high = ends[2 * start + 1], ends[2 * end + 1]
+            if high > low:
+                audiences.update(map(audience_pair, a_code[low:high]))
+            state: UserState = _new_object(UserState)
+            _set_user_id(state, user_id)
+            _set_traits(state, traits)
+            _set_audiences(state, audiences)
+            result[user_id] = state
+        return result
+
+    # ---------------------------------------------------------------- events and history
+
+    def users(self) -> list[str]:
+        """Every user id with at least one event, sorted."""
+        self._index()
+        return sorted(
+            uid
+            for uid, start, end in zip(
+                self._u_ids, self._u_range[0::2], self._u_range[1::2], strict=True
+            )
+            if end > start
+        )
+
+    def _range(self, user_id: str) -> tuple[int, int]:
+        self._index()
+        user = self._users.get(_check_user_id(user_id))
+        if user is None:
+            return 0, 0
+        return self._u_range[2 * user], self._u_range[2 * user + 1]
+
+    def _pairs(self, position: int) -> list[tuple[str, Any]]:
+        """Event ``position``'s (key, value) pairs, in the Space's key order."""
+        keys = self._keys
+        low, high = self._ends[2 * position], self._ends[2 * position + 2]
+        pairs = sorted(
+            zip(self._t_code[low:high], self._t_value[low:high], strict=True), key=_FIRST
+        )
+        result = [(keys.trait_names[code], value) for code, value in pairs]
+        low, high = self._ends[2 * position + 1], self._ends[2 * position + 3]
+        result += map(keys.audience_pairs.__getitem__, sorted(self._a_code[low:high]))
+        return result
+
+    def _event(self, user_id: str, position: int) -> IdentifyEvent:
+        return IdentifyEvent(
+            self._message_id(self._e_slot[position]),
+            user_id,
+            _datetime(self._e_ts[position]),
+            dict(self._pairs(position)),
+            received_at=_datetime(self._e_recv[position]),
+        )
+
+    def events(self, user_id: str | None = None) -> Iterator[IdentifyEvent]:
+        """The deduplicated events (one per message id), in (timestamp, received_at,
+        message_id) order; only ``user_id``'s when given."""
+        if user_id is not None:
+            start, end = self._range(user_id)
+            for position in range(start, end):
+                yield self._event(user_id, position)
+            return
+        self._index()
+        owners: list[int] = []
+        positions: list[int] = []
+        ranges = self._u_range
+        for user, (start, end) in enumerate(zip(ranges[0::2], ranges[1::2], strict=True)):
+            positions.extend(range(start, end))
+            owners.extend(repeat(user, end - start))
+        e_ts, e_recv = self._e_ts, self._e_recv
+        times = list(map(e_ts.__getitem__, positions))
+        received = list(map(e_recv.__getitem__, positions))
+        order = sorted(range(len(positions)), key=lambda i: (times[i], received[i]))
+        start = 0
+        while start < len(order):  # equal (timestamp, received_at): by message id
+            end = start + 1
+            first = order[start]
+            while end < len(order) and (times[order[end]], received[order[end]]) == (
+                times[first],
+                received[first],
+            ):
+                end += 1
+            if end - start > 1:
+                order[start:end] = sorted(
+                    order[start:end],
+                    key=lambda i: self._message_id(self._e_slot[positions[i]]),
+                )
+            start = end
+        for i in order:
+            yield self._event(self._u_ids[owners[i]], positions[i])
+
+    def history(self, user_id: str) -> list[Change]:
+        """Every change of ``user_id``'s keys, in event order (all events, however late)."""
+        start, end = self._range(user_id)
+        state: dict[str, Any] = {**self._keys.trait_template, **self._keys.audience_template}
+        changes: list[Change] = []
+        for position in range(start, end):
+            pairs = [
+                (key, value) for key, value in self._pairs(position) if not _same(state[key], value)
+            ]
+            if not pairs:
+                continue
+            timestamp = _datetime(self._e_ts[position])
+            received_at = _datetime(self._e_recv[position])
+            message_id = self._message_id(self._e_slot[position])
+            for key, value in pairs:
+                changes.append(
+                    Change(user_id, timestamp, received_at, message_id, key, state[key], value)
+                )
+                state[key] = value
+        return changes
+
+    def _audience_code(self, audience: str) -> int:
+        code = self._keys.code.get(audience)
+        if code is None or code < self._keys.trait_count:
+            raise InvalidEventError(
+                f"unknown audience {audience!r}; known audiences: "
+                f"{sorted(self._keys.audience_names)}"
+            )
+        return 2 * (code - self._keys.trait_count)
+
+    def _intervals(self, user: int, audience: str, entered: int) -> list[MembershipInterval]:
+        """One user's intervals in an audience (``entered``: its code for True)."""
+        exited = entered - 1
+        ends, a_code, e_ts = self._ends, self._a_code, self._e_ts
+        user_id = self._u_ids[user]
+        start, end = self._u_range[2 * user], self._u_range[2 * user + 1]
+        low, high = ends[2 * start + 1], ends[2 * end + 1]
+        if not (entered in a_code[low:high] or exited in a_code[low:high]):
+            return []
+        intervals: list[MembershipInterval] = []
+        opened: int | None = None
+        for position in range(start, end):
+            codes = a_code[ends[2 * position + 1] : ends[2 * position + 3]]
+            if entered in codes:
+                if opened is None:
+                    opened = e_ts[position]
+            elif exited in codes and opened is not None:
+                intervals.append(
+                    MembershipInterval(
+                        user_id, audience, _datetime(opened), _datetime(e_ts[position])
+                    )
+                )
+                opened = None
+        if opened is not None:
+            intervals.append(MembershipInterval(user_id, audience, _datetime(opened), None))
+        return intervals
+
+    def membership_intervals(
+        self, audience: str, user_id: str | None = None
+    ) -> list[MembershipInterval]:
+        """When users were in ``audience``: ``[entered_at, exited_at)`` stretches, sorted by
+        user id then time (one user's only when ``user_id`` is given)."""
+        entered = self._audience_code(audience) + 1
+        self._index()
+        if user_id is not None:
+            user = self._users.get(_check_user_id(user_id))
+            return [] if user is None else self._intervals(user, audience, entered)
+        result: list[MembershipInterval] = []
+        for user in sorted(range(len(self._u_ids)), key=self._u_ids.__getitem__):
+            result += self._intervals(user, audience, entered)
+        return result
+
+    def members(
+        self, audience: str, ts: dt.datetime, *, known_at: dt.datetime | None = None
+    ) -> set[str]:
+        """The user ids in ``audience`` (value ``True``) at ``ts``, as known at ``known_at``."""
+        entered = self._audience_code(audience) + 1
+        exited = entered - 1
+        if self._pending:
+            self._index()
+        moment = _micros(ts, "ts")
+        known = None if known_at is None else _micros(known_at, "known_at")
+        e_ts, e_recv, ends, a_code = self._e_ts, self._e_recv, self._ends, self._a_code
+        ranges = self._u_range
+        result: set[str] = set()
+        for user_id, start, stop in zip(self._u_ids, ranges[0::2], ranges[1::2], strict=True):
+            if stop <= start or e_ts[start] > moment:
+                continue
+            end = bisect_right(e_ts, moment, start, stop)
+            codes = a_code[ends[2 * start + 1] : ends[2 * end + 1]]
+            if entered not in codes:
+                continue
+            if known is None and exited not in codes:
+                result.add(user_id)
+                continue
+            value = None
+            for position in range(end - 1, start - 1, -1):
+                if known is not None and e_recv[position] > known:
+                    continue
+                own = a_code[ends[2 * position + 1] : ends[2 * position + 3]]
+                if entered in own:
+                    value = True
+                    break
+                if exited in own:
+                    value = False
+                    break
+            if value:
+                result.add(user_id)
+        return result
+
+    def audience_size(
+        self,
+        audience: str,
+        times: Iterable[dt.datetime],
+        *,
+        known_at: dt.datetime | None = None,
+    ) -> list[tuple[dt.datetime, int]]:
+        """``[(time, number of members at time)]`` for each of ``times``, in the order given."""
+        moments = [(t, _micros(t, "time")) for t in times]
+        if known_at is not None:
+            return [(t, len(self.members(audience, t, known_at=known_at))) for t, _ in moments]
+        intervals = self.membership_intervals(audience)
+        entries = sorted(_micros(i.entered_at, "entered_at") for i in intervals)
+        exits = sorted(
+            _micros(i.exited_at, "exited_at") for i in intervals if i.exited_at is not None
+        )
+        return [
+            (t, bisect_right(entries, moment) - bisect_right(exits, moment))
+            for t, moment in moments
+        ]
+
+
+def _consume(iterator: Iterator[Any]) -> None:
+    """Run an iterator to its end in C (``map(setitem, ...)`` as a scatter)."""
+    deque(iterator, maxlen=0)
+
+
+def _gather(source: Sequence[int], order: Iterable[int], typecode: str = "q") -> array[int]:
+    """``array(typecode, [source[i] for i in order])``, in C."""
+    return array(typecode, list(map(source.__getitem__, order)))
+
+
+def _concatenate(chunks: list[_Chunk]) -> _Chunk:
+    """One chunk holding several, in order."""
+    if len(chunks) == 1:
+        return chunks[0]
+    t_bound, a_bound = [0], [0]
+    for chunk in chunks:
+        t_bound.extend(map(add, islice(chunk.t_bound, 1, None), repeat(t_bound[-1])))
+        a_bound.extend(map(add, islice(chunk.a_bound, 1, None), repeat(a_bound[-1])))
+    return _Chunk(
+        message_id=list(chain.from_iterable(c.message_id for c in chunks)),
+        user_id=list(chain.from_iterable(c.user_id for c in chunks)),
+        ts=list(chain.from_iterable(c.ts for c in chunks)),
+        recv=list(chain.from_iterable(c.recv for c in chunks)),
+        t_code=list(chain.from_iterable(c.t_code for c in chunks)),
+        t_value=list(chain.from_iterable(c.t_value for c in chunks)),
+        a_code=list(chain.from_iterable(c.a_code for c in chunks)),
+        t_bound=t_bound,
+        a_bound=a_bound,
+    )
+
+
+def _same(old: Any, new: Any) -> bool:
+    return old is new or (type(old) is type(new) and old == new)
+
+
+def reconstruct_state(
+    log: IdentifiesLog, user_id: str, ts: dt.datetime, *, known_at: dt.datetime | None = None
+) -> UserState:
+    """The state of ``user_id`` at ``ts`` in ``log``: :meth:`IdentifiesLog.reconstruct_state`."""
+    if not isinstance(log, IdentifiesLog):
+        raise InvalidEventError(f"reconstruct_state needs an IdentifiesLog, got {log!r}")
+    return log.reconstruct_state(user_id, ts, known_at=known_at)
