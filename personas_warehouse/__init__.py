@@ -34,8 +34,7 @@ from personas_warehouse.model import (
     TraitType,
     UserState,
 )
-from personas_warehouse.naming import column_name, column_names
-from personas_warehouse.warehouses import capabilities, known_dialects
+from personas_warehouse.warehouses import capabilities, column_name, column_names, known_dialects
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import personas_warehouse as pw
+from personas_warehouse import naming
 from personas_warehouse.model import segment_snake_case
-from personas_warehouse.naming import RESERVED_COLUMNS, check_identifier, key_hash
+from personas_warehouse.naming import (
+    RESERVED_COLUMNS,
+    IdentifierRules,
+    IdentifierUnit,
+    check_identifier,
+    key_hash,
+)
 from personas_warehouse.warehouses import WAREHOUSES, capabilities
 
 ALL_DIALECTS = [*WAREHOUSES, "oracle", "presto"]
@@ -112,10 +119,20 @@ def test_column_names_of_a_space_follow_key_order_and_skip_excluded() -> None:
 
 
 def test_check_identifier() -> None:
-    assert check_identifier("personas_default", "postgres") == "personas_default"
+    postgres, mysql = capabilities("postgres"), capabilities("mysql")
+    assert check_identifier("personas_default", postgres) == "personas_default"
     with pytest.raises(pw.InvalidSpaceError, match="64 bytes long; postgres allows 63"):
-        check_identifier("é" * 32, "postgres", "schema name")
-    assert check_identifier("é" * 32, "mysql") == "é" * 32  # 32 characters
+        check_identifier("é" * 32, postgres, "schema name")
+    assert check_identifier("é" * 32, mysql) == "é" * 32  # 32 characters
+
+
+def test_naming_takes_any_rules() -> None:
+    rules = IdentifierRules(identifier_limit=20, identifier_unit=IdentifierUnit.BYTES)
+    assert naming.column_name("short", rules) == "short"
+    key = "a much longer key name"
+    assert naming.column_name(key, rules) == f"a_much_l__{key_hash(key)}"
+    with pytest.raises(pw.InvalidSpaceError, match="at least 16"):
+        IdentifierRules(identifier_limit=15)
 
 
 def test_reserved_columns_cover_the_tables_own_columns() -> None:

@@ -4,6 +4,12 @@
 63
 >>> capabilities("oracle").name  # any other sqlglot dialect: the conservative profile
 'generic'
+>>> column_name("orderID", "postgres"), column_name("id", "snowflake")
+('order_id', 'id_')
+>>> column_name("2FA Enabled", "bigquery")
+'_2fa_enabled'
+>>> len(column_name("x" * 100, "postgres"))
+63
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from types import MappingProxyType
 
 from sqlglot.dialects.dialect import Dialect
 
+from personas_warehouse import naming
 from personas_warehouse.errors import UnknownDialectError
+from personas_warehouse.model import Space
 from personas_warehouse.warehouses.base import (
     AlterType,
     Capabilities,
@@ -46,6 +54,8 @@ __all__ = [
     "TimestampText",
     "Upsert",
     "capabilities",
+    "column_name",
+    "column_names",
     "known_dialects",
 ]
 
@@ -99,3 +109,18 @@ def capabilities(dialect: str | Capabilities) -> Capabilities:
     raise UnknownDialectError(
         f"unknown dialect {dialect!r}; known dialects: {', '.join(known_dialects())}"
     )
+
+
+def column_name(key: str, dialect: str | Capabilities) -> str:
+    """The physical column of ``key`` in a warehouse of the given sqlglot dialect.
+
+    The rules are in :mod:`personas_warehouse.naming` and ``docs/naming.md``: Segment's
+    snake_case, the warehouse's identifier limit (longer names end in a hash of the key),
+    reserved names renamed; deterministic and injective over the keys of any accepted Space.
+    """
+    return naming.column_name(key, capabilities(dialect))
+
+
+def column_names(space: Space, dialect: str | Capabilities) -> Mapping[str, str]:
+    """Every synced key of ``space`` with its column in that dialect, in ``space.keys`` order."""
+    return naming.column_names(space, capabilities(dialect))

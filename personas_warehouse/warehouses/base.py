@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from personas_warehouse.model import TraitType
+from personas_warehouse.naming import IdentifierUnit, identifier_length
 
 __all__ = [
     "AlterType",
@@ -39,15 +40,6 @@ class Upsert(enum.Enum):
     """Insert a new version; a ReplacingMergeTree keeps the latest (read with ``FINAL``)."""
     REBUILD = "rebuild"
     """No row-level DML: rebuild the table (``INSERT OVERWRITE``) from the as-of query."""
-
-
-class IdentifierUnit(enum.Enum):
-    """What an identifier length limit counts."""
-
-    BYTES = "bytes"
-    """UTF-8 bytes (Postgres, Redshift)."""
-    CHARS = "chars"
-    """Characters."""
 
 
 class AlterType(enum.Enum):
@@ -197,9 +189,7 @@ class Capabilities:
 
     def identifier_length(self, name: str) -> int:
         """The length of ``name`` as this warehouse counts it."""
-        if self.identifier_unit is IdentifierUnit.BYTES:
-            return len(name.encode("utf-8"))
-        return len(name)
+        return identifier_length(name, self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} dialect={self.sqlglot_dialect!r}>"
