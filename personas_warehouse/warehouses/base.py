@@ -157,6 +157,10 @@ class Capabilities:
     """How a NUMBER (double) becomes text without losing a digit."""
     timestamp_text: ClassVar[TimestampText] = TimestampText.FORMAT_AT_UTC
     """How a TIMESTAMP becomes ISO-8601 UTC text."""
+    binary_collation: ClassVar[str | None] = None
+    """Collation that orders text by code point, where the column's default may not."""
+    struct_arg_max: ClassVar[bool] = False
+    """``ARG_MAX(struct, struct) FILTER (WHERE ...)`` works: the one-pass as-of plan."""
     primary_key: ClassVar[PrimaryKey] = PrimaryKey.DECLARED
     """How ``id`` is declared the key of each table."""
     table_format: ClassVar[str | None] = None

@@ -21,6 +21,7 @@ class MySQL(Capabilities):
     name = "mysql"
     dialect = "mysql"
     verified_by_execution = True
+    binary_collation = "utf8mb4_bin"
     identifier_limit = 64
     identifier_unit = IdentifierUnit.CHARS
     max_columns = 1017  # InnoDB

@@ -1,0 +1,767 @@
+"""Writing events: idempotent appends to ``identifies`` and the ``users`` rows they change.
+
+:func:`insert_statements` turns identify events into statements that
+
+1. write each event to ``identifies`` once per message id. Running them again, or loading
+   overlapping batches, leaves one row per message id; a copy received *earlier* than the
+   stored one takes its place (DESIGN.md's dedupe rule: earliest ``received_at``, then
+   earliest ``timestamp``, then smallest ``user_id``);
+2. recompute the ``users`` rows of the users in the batch from ``identifies`` with the as-of
+   query (no upper time bound) and upsert them, so ``users`` always equals the
+   reconstruction of every user with every event the table holds.
+
+Events are sparse: a key absent from an event is NULL in ``identifies`` and never overwrites
+anything, because ``users`` is recomputed from the log, not merged column by column. An
+explicit trait clear is NULL too, and its column is listed in ``cleared_keys`` (``,col,``) so
+the log tells the two apart.
+
+How rows are replaced is chosen by the warehouse's :class:`~personas_warehouse.warehouses.Upsert`
+flag, never by its name:
+
+========================  ===============================================================
+``MERGE``                 ``MERGE INTO ... USING (VALUES ...)``
+``ON_CONFLICT``           ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE <earlier>``
+``ON_DUPLICATE_KEY``      ``INSERT ... ON DUPLICATE KEY UPDATE c = IF(<earlier>, VALUES(c), c)``
+``DELETE_INSERT``         the fallback: ``DELETE`` the rows replaced, ``INSERT`` the new ones
+                          (run the statements in one transaction)
+``REPLACING_MERGE_TREE``  ``INSERT ... SELECT ... WHERE NOT EXISTS`` with a higher ``version``
+                          (the load time in microseconds); reads use ``FINAL``
+``REBUILD``               ``identifies``: append the copies not already stored at or before
+                          them (anti join); an earlier copy is appended beside the later one
+                          and every read dedupes (the as-of query always does).
+                          ``users``: ``INSERT OVERWRITE`` from the as-of query
+========================  ===============================================================
+
+Statements longer than the warehouse's ``max_statement_bytes`` are split into smaller batches.
+
+>>> import datetime as dt
+>>> from personas_warehouse.model import Space, Audience, IdentifyEvent
+>>> space = Space(audiences=[Audience("vip")])
+>>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+>>> sqls = insert_statements(space, [IdentifyEvent("m1", "u1", at, {"vip": True})], "postgres",
+...                          now=at)
+>>> print(sqls[0][:60])
+INSERT INTO "personas_default"."identifies" ("id", "user_id"
+>>> len(sqls)
+2
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Literal
+
+from sqlglot import exp
+
+from personas_warehouse.errors import InvalidSpaceError, PersonasWarehouseError
+from personas_warehouse.model import IdentifyEvent, Space, TraitType, ensure_aware
+from personas_warehouse.naming import column_names
+from personas_warehouse.sql.query import UserIds, as_of_tree, key_types
+from personas_warehouse.sql.render import render
+from personas_warehouse.sql.tables import (
+    CLEARED_DELIMITER,
+    IDENTIFIES,
+    USERS,
+    identifies_columns,
+    table,
+    users_columns,
+)
+from personas_warehouse.sql.values import (
+    literal,
+    null_literal,
+    parameter_value,
+    timestamp_literal,
+)
+from personas_warehouse.warehouses import Capabilities, Upsert, capabilities
+
+__all__ = [
+    "Paramstyle",
+    "StatementTooLargeError",
+    "cleared_keys",
+    "dedupe_batch",
+    "identifies_trees",
+    "insert_rows",
+    "insert_statements",
+    "insert_trees",
+    "refresh_users_statements",
+    "refresh_users_trees",
+    "staged_insert_statements",
+    "version_of",
+]
+
+Paramstyle = Literal["qmark", "format", "numeric"]
+"""The positional DB-API paramstyles :func:`insert_rows` writes."""
+
+_SOURCE: Final = "_pw_s"
+_TARGET: Final = "_pw_t"
+_STORED: Final = "_pw_x"
+
+
+class StatementTooLargeError(PersonasWarehouseError):
+    """One event alone renders to a statement longer than the warehouse accepts."""
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def dedupe_batch(space: Space, events: Iterable[IdentifyEvent]) -> list[IdentifyEvent]:
+    """The batch validated against ``space``, one event per message id (DESIGN.md's rule).
+
+    >>> import datetime as dt
+    >>> from personas_warehouse.model import Space
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> late = IdentifyEvent("m", "u", at, received_at=at + dt.timedelta(1))
+    >>> [e.received_at == at for e in dedupe_batch(Space(), [late, IdentifyEvent("m", "u", at)])]
+    [True]
+    """
+    best: dict[str, IdentifyEvent] = {}
+    for raw in events:
+        if not isinstance(raw, IdentifyEvent):
+            raise InvalidSpaceError(f"expected IdentifyEvent values, got {raw!r}")
+        event = space.validate_event(raw)
+        current = best.get(event.message_id)
+        if current is None or (event.received_at, event.timestamp, event.user_id) < (
+            current.received_at,
+            current.timestamp,
+            current.user_id,
+        ):
+            best[event.message_id] = event
+    return sorted(best.values(), key=lambda e: e.message_id)
+
+
+def cleared_keys(space: Space, event: IdentifyEvent, dialect: str | Capabilities) -> str | None:
+    """The ``cleared_keys`` text of an event: ``,col_a,col_b,`` for its cleared traits, or None.
+
+    >>> import datetime as dt
+    >>> from personas_warehouse.model import Space, ComputedTrait
+    >>> space = Space(traits=[ComputedTrait("Plan Name"), ComputedTrait("b")])
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> cleared_keys(space, IdentifyEvent("m", "u", at, {"Plan Name": None, "b": "x"}), "duckdb")
+    ',plan_name,'
+    """
+    names = column_names(space, capabilities(dialect))
+    cleared = [
+        names[key] for key in space.trait_keys if key in event.values and event.values[key] is None
+    ]
+    if not cleared:
+        return None
+    return CLEARED_DELIMITER + CLEARED_DELIMITER.join(cleared) + CLEARED_DELIMITER
+
+
+def version_of(now: dt.datetime) -> int:
+    """The ReplacingMergeTree version of rows written at ``now``: microseconds since 1970.
+
+    >>> version_of(dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC))
+    1000000
+    """
+    delta = ensure_aware(now, "now") - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return delta // dt.timedelta(microseconds=1)
+
+
+def _identifies_names(space: Space, caps: Capabilities) -> list[str]:
+    return [c.name for c in identifies_columns(space, caps)]
+
+
+def _row(
+    space: Space, event: IdentifyEvent, caps: Capabilities, now: dt.datetime, typed_nulls: bool
+) -> list[exp.Expr]:
+    """The literals of one ``identifies`` row, in column order."""
+    types = key_types(space)
+    cleared = cleared_keys(space, event, caps)
+    row: list[exp.Expr] = [
+        literal(caps, TraitType.STRING, event.message_id),
+        literal(caps, TraitType.STRING, event.user_id),
+        timestamp_literal(caps, event.timestamp),
+        timestamp_literal(caps, event.received_at),
+        timestamp_literal(caps, now),
+        exp.null() if cleared is None else literal(caps, TraitType.STRING, cleared),
+    ]
+    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
+        row.append(exp.Literal.number(version_of(now)))
+    for key, trait_type in types.items():
+        value = event.values.get(key)
+        value_type = trait_type if trait_type is not None else TraitType.BOOLEAN
+        if value is None:
+            row.append(null_literal(caps, value_type) if typed_nulls else exp.null())
+        else:
+            row.append(literal(caps, value_type, value))
+    return row
+
+
+def _relation(rows: Sequence[Sequence[exp.Expr]], columns: Sequence[str]) -> exp.Expr:
+    return exp.Values(
+        expressions=[exp.Tuple(expressions=list(row)) for row in rows],
+        alias=exp.TableAlias(
+            this=exp.to_identifier(_SOURCE),
+            columns=[exp.to_identifier(c) for c in columns],
+        ),
+    )
+
+
+def _col(name: str, qualifier: str | None = None) -> exp.Column:
+    return exp.column(name, table=qualifier)
+
+
+def _earlier(new: str | None, old: str | None, *, new_values: bool = False) -> exp.Expr:
+    """The copy ``new`` ranks before the copy ``old``: (received_at, timestamp, user_id) <.
+
+    ``new_values``: read ``new``'s columns as ``VALUES(col)`` (MySQL's ON DUPLICATE KEY).
+    """
+
+    def n(name: str) -> exp.Expr:
+        if new_values:
+            return exp.Anonymous(this="VALUES", expressions=[exp.to_identifier(name)])
+        return _col(name, new)
+
+    def o(name: str) -> exp.Expr:
+        return _col(name, old)
+
+    def lt(name: str) -> exp.Expr:
+        return exp.LT(this=n(name), expression=o(name))
+
+    def eq(name: str) -> exp.Expr:
+        return exp.EQ(this=n(name), expression=o(name))
+
+    return exp.or_(
+        lt("received_at"),
+        exp.and_(
+            eq("received_at"),
+            exp.or_(lt("timestamp"), exp.and_(eq("timestamp"), lt("user_id"))),
+        ),
+    )
+
+
+def _not_exists_stored(space: Space, caps: Capabilities, *, stored_final: bool) -> exp.Expr:
+    """No stored copy of the source row ranks at or before it."""
+    stored = table(space, IDENTIFIES)
+    stored.set("alias", exp.TableAlias(this=exp.to_identifier(_STORED)))
+    source: exp.Expr = exp.Final(this=stored) if stored_final else stored
+    subquery = (
+        exp.select(exp.Literal.number(1))
+        .from_(source)
+        .where(
+            exp.and_(
+                exp.EQ(this=_col("id", _STORED), expression=_col("id", _SOURCE)),
+                exp.Not(this=exp.paren(_earlier(_SOURCE, _STORED))),
+            )
+        )
+    )
+    return exp.Not(this=exp.Exists(this=subquery))
+
+
+# --------------------------------------------------------------------------------------------
+# identifies
+# --------------------------------------------------------------------------------------------
+
+
+def _staged_rows(
+    space: Space, caps: Capabilities, staging: exp.Table, now: dt.datetime
+) -> exp.Select:
+    """The staging table's rows, one per message id (DESIGN.md's rule), load time = ``now``."""
+    columns = _identifies_names(space, caps)
+    load_time = {"uuid_ts": timestamp_literal(caps, now)}
+    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
+        load_time["version"] = exp.Literal.number(version_of(now))
+    ranked = exp.select(
+        *[_col(c) for c in columns if c not in load_time],
+        exp.alias_(
+            exp.Window(
+                this=exp.RowNumber(),
+                partition_by=[_col("id")],
+                order=exp.Order(
+                    expressions=[
+                        exp.Ordered(this=_col("received_at")),
+                        exp.Ordered(this=_col("timestamp")),
+                        exp.Ordered(this=_col("user_id")),
+                    ]
+                ),
+            ),
+            "_pw_copy",
+        ),
+    ).from_(staging.copy())
+    return (
+        exp.select(
+            *[
+                exp.alias_(load_time[c], c) if c in load_time else exp.alias_(_col(c), c)
+                for c in columns
+            ]
+        )
+        .from_(ranked.subquery("_pw_staged"))
+        .where(exp.EQ(this=_col("_pw_copy"), expression=exp.Literal.number(1)))
+    )
+
+
+def identifies_trees(
+    space: Space,
+    events: Sequence[IdentifyEvent],
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime,
+    staging: exp.Table | None = None,
+) -> list[exp.Expression]:
+    """The statements that write one (deduplicated) batch to ``identifies``.
+
+    With ``staging``, the rows come from that table (laid out like ``identifies``) instead of
+    ``events``.
+    """
+    caps = capabilities(dialect)
+    columns = _identifies_names(space, caps)
+    target = table(space, IDENTIFIES)
+    upsert = caps.upsert
+    uses_relation = upsert not in (Upsert.ON_CONFLICT, Upsert.ON_DUPLICATE_KEY)
+    rows = [_row(space, event, caps, now, typed_nulls=uses_relation) for event in events]
+    if not rows and staging is None:
+        return []
+    updatable = [c for c in columns if c != "id"]
+    staged = _staged_rows(space, caps, staging, now) if staging is not None else None
+    plain_rows: exp.Expr = (
+        staged.where(exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(1)))
+        if staged is not None
+        else exp.Values(expressions=[exp.Tuple(expressions=r) for r in rows])
+    )
+
+    if upsert is Upsert.ON_CONFLICT:
+        return [
+            exp.Insert(
+                this=exp.Schema(this=target, expressions=[exp.to_identifier(c) for c in columns]),
+                expression=plain_rows,
+                conflict=exp.OnConflict(
+                    conflict_keys=[exp.to_identifier("id")],
+                    action=exp.var("DO UPDATE"),
+                    expressions=[
+                        exp.EQ(this=_col(c), expression=_col(c, "excluded")) for c in updatable
+                    ],
+                    where=exp.Where(this=_earlier("excluded", IDENTIFIES)),
+                ),
+            )
+        ]
+
+    if upsert is Upsert.ON_DUPLICATE_KEY:
+        # MySQL applies the assignments left to right, each seeing the ones before: the
+        # ordering columns go last, user_id, then timestamp, then received_at, so the test
+        # keeps its answer for every column (see docs/sql.md)
+        last = ["user_id", "timestamp", "received_at"]
+        ordered = [c for c in updatable if c not in last] + last
+        # stored columns are qualified: with INSERT ... SELECT (the staged path) a bare name
+        # would also match the SELECT's own columns
+        assignments = [
+            exp.EQ(
+                this=_col(c, IDENTIFIES),
+                expression=exp.If(
+                    this=_earlier(None, IDENTIFIES, new_values=True),
+                    true=exp.Anonymous(this="VALUES", expressions=[exp.to_identifier(c)]),
+                    false=_col(c, IDENTIFIES),
+                ),
+            )
+            for c in ordered
+        ]
+        return [
+            exp.Insert(
+                this=exp.Schema(this=target, expressions=[exp.to_identifier(c) for c in columns]),
+                expression=plain_rows,
+                conflict=exp.OnConflict(
+                    duplicate=True, expressions=assignments, action=exp.var("UPDATE")
+                ),
+            )
+        ]
+
+    relation: exp.Expr = (
+        staged.subquery(_SOURCE) if staged is not None else _relation(rows, columns)
+    )
+    select_source = exp.select(*[_col(c, _SOURCE) for c in columns]).from_(relation)
+
+    if upsert is Upsert.MERGE:
+        merge_target = target.copy()
+        merge_target.set("alias", exp.TableAlias(this=exp.to_identifier(_TARGET)))
+        return [
+            exp.Merge(
+                this=merge_target,
+                using=select_source.subquery(_SOURCE),
+                on=exp.EQ(this=_col("id", _TARGET), expression=_col("id", _SOURCE)),
+                whens=exp.Whens(
+                    expressions=[
+                        exp.When(
+                            matched=True,
+                            condition=exp.paren(_earlier(_SOURCE, _TARGET)),
+                            then=exp.Update(
+                                expressions=[
+                                    exp.EQ(this=_col(c), expression=_col(c, _SOURCE))
+                                    for c in updatable
+                                ]
+                            ),
+                        ),
+                        exp.When(
+                            matched=False,
+                            then=exp.Insert(
+                                this=exp.Tuple(expressions=[_col(c) for c in columns]),
+                                expression=exp.Tuple(
+                                    expressions=[_col(c, _SOURCE) for c in columns]
+                                ),
+                            ),
+                        ),
+                    ]
+                ),
+            )
+        ]
+
+    insert_new = exp.Insert(
+        this=exp.Schema(this=target.copy(), expressions=[exp.to_identifier(c) for c in columns]),
+        expression=select_source.where(
+            _not_exists_stored(space, caps, stored_final=upsert is Upsert.REPLACING_MERGE_TREE)
+        ),
+    )
+    if upsert in (Upsert.REPLACING_MERGE_TREE, Upsert.REBUILD):
+        return [insert_new]
+
+    # DELETE_INSERT, the fallback written once: drop the stored copies a batch copy ranks
+    # before, then insert the batch rows no stored copy is left for
+    replaced = (
+        exp.select(exp.Literal.number(1))
+        .from_(relation.copy())
+        .where(
+            exp.and_(
+                exp.EQ(this=_col("id", _SOURCE), expression=_col("id", IDENTIFIES)),
+                _earlier(_SOURCE, IDENTIFIES),
+            )
+        )
+    )
+    delete = exp.Delete(this=target.copy(), where=exp.Where(this=exp.Exists(this=replaced)))
+    return [delete, insert_new]
+
+
+# --------------------------------------------------------------------------------------------
+# users
+# --------------------------------------------------------------------------------------------
+
+
+def refresh_users_trees(
+    space: Space,
+    user_ids: UserIds | None,
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime,
+) -> list[exp.Expression]:
+    """Recompute the ``users`` rows of ``user_ids`` from ``identifies`` and write them.
+
+    ``user_ids=None`` recomputes everyone (``REBUILD`` always does: it overwrites the table).
+    """
+    caps = capabilities(dialect)
+    now = ensure_aware(now, "now")
+    target = table(space, USERS)
+    names = [c.name for c in users_columns(space, caps)]
+    rebuild = caps.upsert is Upsert.REBUILD
+    wanted: list[str] | exp.Query | None
+    if rebuild or user_ids is None:
+        wanted = None
+    elif isinstance(user_ids, exp.Query):
+        wanted = user_ids
+    else:
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return []
+    state = as_of_tree(space, None, caps, user_ids=wanted)
+    extra: list[exp.Expr] = [exp.alias_(timestamp_literal(caps, now), "uuid_ts")]
+    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
+        extra.append(exp.alias_(exp.Literal.number(version_of(now)), "version"))
+    rows = exp.select(
+        *[_col(c, _SOURCE) for c in names if c not in ("uuid_ts", "version")], *extra
+    ).from_(state.subquery(_SOURCE))
+    # the as-of query's columns are users' columns without uuid_ts / version, in order
+    ordered_rows = exp.select(*[_col(c) for c in names]).from_(rows.subquery("_pw_rows"))
+    schema = exp.Schema(this=target, expressions=[exp.to_identifier(c) for c in names])
+    updatable = [c for c in names if c != "id"]
+
+    if caps.upsert is Upsert.ON_CONFLICT:
+        # `WHERE 1 = 1`: SQLite cannot otherwise tell ON CONFLICT from a join constraint
+        return [
+            exp.Insert(
+                this=schema,
+                expression=ordered_rows.where(
+                    exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(1))
+                ),
+                conflict=exp.OnConflict(
+                    conflict_keys=[exp.to_identifier("id")],
+                    action=exp.var("DO UPDATE"),
+                    expressions=[
+                        exp.EQ(this=_col(c), expression=_col(c, "excluded")) for c in updatable
+                    ],
+                ),
+            )
+        ]
+    if caps.upsert is Upsert.ON_DUPLICATE_KEY:
+        return [
+            exp.Insert(
+                this=schema,
+                expression=ordered_rows,
+                conflict=exp.OnConflict(
+                    duplicate=True,
+                    action=exp.var("UPDATE"),
+                    expressions=[
+                        exp.EQ(
+                            this=_col(c),
+                            expression=exp.Anonymous(
+                                this="VALUES", expressions=[exp.to_identifier(c)]
+                            ),
+                        )
+                        for c in updatable
+                    ],
+                ),
+            )
+        ]
+    if caps.upsert is Upsert.MERGE:
+        merge_target = target.copy()
+        merge_target.set("alias", exp.TableAlias(this=exp.to_identifier(_TARGET)))
+        return [
+            exp.Merge(
+                this=merge_target,
+                using=ordered_rows.subquery(_SOURCE),
+                on=exp.EQ(this=_col("id", _TARGET), expression=_col("id", _SOURCE)),
+                whens=exp.Whens(
+                    expressions=[
+                        exp.When(
+                            matched=True,
+                            then=exp.Update(
+                                expressions=[
+                                    exp.EQ(this=_col(c), expression=_col(c, _SOURCE))
+                                    for c in updatable
+                                ]
+                            ),
+                        ),
+                        exp.When(
+                            matched=False,
+                            then=exp.Insert(
+                                this=exp.Tuple(expressions=[_col(c) for c in names]),
+                                expression=exp.Tuple(expressions=[_col(c, _SOURCE) for c in names]),
+                            ),
+                        ),
+                    ]
+                ),
+            )
+        ]
+    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
+        return [exp.Insert(this=schema, expression=ordered_rows)]
+    if rebuild:
+        return [exp.Insert(this=target.copy(), expression=ordered_rows, overwrite=True)]
+    # DELETE_INSERT
+    delete_where: exp.Expr
+    if wanted is None:
+        delete_where = exp.true()
+    elif isinstance(wanted, exp.Query):
+        delete_where = exp.In(this=_col("id"), query=exp.Subquery(this=wanted.copy()))
+    else:
+        delete_where = exp.In(this=_col("id"), expressions=[exp.Literal.string(u) for u in wanted])
+    return [
+        exp.Delete(this=target.copy(), where=exp.Where(this=delete_where)),
+        exp.Insert(this=schema.copy(), expression=ordered_rows),
+    ]
+
+
+def refresh_users_statements(
+    space: Space,
+    user_ids: UserIds | None,
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Rendered :func:`refresh_users_trees` (after a bulk load with :func:`insert_rows`)."""
+    caps = capabilities(dialect)
+    moment = dt.datetime.now(dt.UTC) if now is None else now
+    return [render(tree, caps) for tree in refresh_users_trees(space, user_ids, caps, now=moment)]
+
+
+# --------------------------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------------------------
+
+
+def _check_space(space: Space) -> None:
+    if not space.sync_identifies:
+        raise InvalidSpaceError(
+            "this space does not sync identifies (sync_identifies=False), so there is no log "
+            "to append to; write users rows with the sync planner instead"
+        )
+
+
+def _render_batches(
+    space: Space,
+    events: list[IdentifyEvent],
+    caps: Capabilities,
+    now: dt.datetime,
+) -> list[list[str]]:
+    """Render the batch, halving it until each statement fits ``max_statement_bytes``."""
+    limit = caps.max_statement_bytes
+    statements = [render(tree, caps) for tree in identifies_trees(space, events, caps, now=now)]
+    users: list[str] = []
+    if space.sync_users and caps.upsert is not Upsert.REBUILD:
+        users = [
+            render(tree, caps)
+            for tree in refresh_users_trees(space, {e.user_id for e in events}, caps, now=now)
+        ]
+    if all(len(s.encode("utf-8")) <= limit for s in statements + users):
+        return [statements + users]
+    if len(events) == 1:
+        size = max(len(s.encode("utf-8")) for s in statements + users)
+        raise StatementTooLargeError(
+            f"event {events[0].message_id!r} alone renders to a {size}-byte statement; "
+            f"{caps.sqlglot_dialect} accepts {limit}: shorten its values or load it with "
+            "insert_rows (parameters)"
+        )
+    half = len(events) // 2
+    return _render_batches(space, events[:half], caps, now) + _render_batches(
+        space, events[half:], caps, now
+    )
+
+
+def insert_trees(
+    space: Space,
+    events: Iterable[IdentifyEvent],
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime | None = None,
+) -> list[exp.Expression]:
+    """The trees of :func:`insert_statements` for one batch (no splitting by size)."""
+    _check_space(space)
+    caps = capabilities(dialect)
+    moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
+    batch = dedupe_batch(space, events)
+    trees = identifies_trees(space, batch, caps, now=moment)
+    if space.sync_users and batch:
+        wanted = None if caps.upsert is Upsert.REBUILD else {e.user_id for e in batch}
+        trees += refresh_users_trees(space, wanted, caps, now=moment)
+    return trees
+
+
+def insert_statements(
+    space: Space,
+    events: Iterable[IdentifyEvent],
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Statements appending ``events`` to ``identifies``, idempotent on message id, and
+    bringing the ``users`` rows of their users up to date (see the module docs).
+
+    ``now`` is the load time written to ``uuid_ts`` (and the ClickHouse row version);
+    default: the wall clock. Run the statements in order, in one transaction where the
+    warehouse has transactions (``DELETE_INSERT`` relies on it). Batches whose statements would
+    exceed the warehouse's ``max_statement_bytes`` are split.
+    """
+    _check_space(space)
+    caps = capabilities(dialect)
+    moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
+    batch = dedupe_batch(space, events)
+    if not batch:
+        return []
+    statements = [s for group in _render_batches(space, batch, caps, moment) for s in group]
+    if space.sync_users and caps.upsert is Upsert.REBUILD:
+        statements += [render(t, caps) for t in refresh_users_trees(space, None, caps, now=moment)]
+    return statements
+
+
+def staged_insert_statements(
+    space: Space,
+    staging: str,
+    dialect: str | Capabilities,
+    *,
+    staging_schema: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """The bulk path: load a staging table (laid out like ``identifies``, e.g. with the
+    engine's COPY), then these statements upsert its rows into ``identifies`` with the same
+    idempotent rules as :func:`insert_statements` (copies deduplicated, earlier copies win;
+    ``uuid_ts`` = ``now``) and refresh the ``users`` rows of the users it holds.
+
+    >>> from personas_warehouse.model import Space, Audience
+    >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "postgres")
+    >>> [s.split(" ")[0] for s in sqls], '"stage"' in sqls[0]
+    (['INSERT', 'INSERT'], True)
+    """
+    _check_space(space)
+    caps = capabilities(dialect)
+    moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
+    source = exp.table_(staging, db=staging_schema)
+    trees = identifies_trees(space, [], caps, now=moment, staging=source)
+    if space.sync_users:
+        users = exp.select(_col("user_id")).from_(source.copy()).distinct()
+        wanted = None if caps.upsert is Upsert.REBUILD else users
+        trees += refresh_users_trees(space, wanted, caps, now=moment)
+    return [render(tree, caps) for tree in trees]
+
+
+# --------------------------------------------------------------------------------------------
+# The parameterised bulk path
+# --------------------------------------------------------------------------------------------
+
+
+def _placeholder(paramstyle: Paramstyle, index: int) -> str:
+    if paramstyle == "qmark":
+        return "?"
+    if paramstyle == "format":
+        return "%s"
+    if paramstyle == "numeric":
+        return f":{index + 1}"
+    raise InvalidSpaceError(f"unknown paramstyle {paramstyle!r}; use qmark, format or numeric")
+
+
+def insert_rows(
+    space: Space,
+    events: Iterable[IdentifyEvent],
+    dialect: str | Capabilities,
+    paramstyle: Paramstyle = "qmark",
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """One ``identifies`` upsert with placeholders, and its rows, for DB-API ``executemany``.
+
+    The statement has the same idempotent semantics as :func:`insert_statements` (ON CONFLICT
+    / ON DUPLICATE KEY). Afterwards run :func:`refresh_users_statements` for the users
+    loaded. ``uuid_ts`` is the time this function ran. Warehouses whose upsert needs the
+    rows as a relation (MERGE, DELETE_INSERT, REPLACING_MERGE_TREE, REBUILD) take
+    :func:`insert_statements` instead; asking for them here is an error.
+
+    >>> import datetime as dt
+    >>> from personas_warehouse.model import Space, Audience
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> sql, rows = insert_rows(Space(audiences=[Audience("vip")]),
+    ...                         [IdentifyEvent("m1", "u1", at, {"vip": True})], "sqlite")
+    >>> sql.count("?"), rows[0][:2]
+    (7, ('m1', 'u1'))
+    """
+    _check_space(space)
+    caps = capabilities(dialect)
+    if caps.upsert not in (Upsert.ON_CONFLICT, Upsert.ON_DUPLICATE_KEY):
+        raise InvalidSpaceError(
+            f"insert_rows needs ON CONFLICT or ON DUPLICATE KEY; {caps.sqlglot_dialect} "
+            f"upserts by {caps.upsert.value}: use insert_statements"
+        )
+    now = dt.datetime.now(dt.UTC)
+    batch = dedupe_batch(space, events)
+    columns = _identifies_names(space, caps)
+    marker = "_pw_param_"
+    template_event = [exp.var(f"{marker}{i:05d}") for i in range(len(columns))]
+    # build the statement around placeholders, then substitute the driver's markers
+    probe = IdentifyEvent("probe", "probe", now)
+    trees = identifies_trees(space, [probe], caps, now=now)
+    insert = trees[0]
+    values = insert.expression
+    values.set("expressions", [exp.Tuple(expressions=template_event)])
+    sql = render(insert, caps)
+    for i in range(len(columns)):
+        sql = sql.replace(f"{marker}{i:05d}", _placeholder(paramstyle, i), 1)
+    types = key_types(space)
+    rows: list[tuple[Any, ...]] = []
+    for event in batch:
+        row: list[Any] = [
+            event.message_id,
+            event.user_id,
+            parameter_value(caps, None, event.timestamp),
+            parameter_value(caps, None, event.received_at),
+            parameter_value(caps, None, now),
+            cleared_keys(space, event, caps),
+        ]
+        for key, trait_type in types.items():
+            value_type = trait_type if trait_type is not None else TraitType.BOOLEAN
+            row.append(parameter_value(caps, value_type, event.values.get(key)))
+        rows.append(tuple(row))
+    return sql, rows
