@@ -40,6 +40,9 @@ from personas_warehouse.errors import (
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "FLOAT_EXACT_INT",
+    "INT64_MAX",
+    "INT64_MIN",
     "Audience",
     "ComputedTrait",
     "IdentifyEvent",
@@ -57,8 +60,11 @@ DEFAULT_SCHEMA: Final = "personas_default"
 """The schema Segment Personas syncs into, and ours by default."""
 
 INT64_MIN: Final = -(2**63)
+"""The smallest INTEGER trait value (a 64-bit signed integer)."""
 INT64_MAX: Final = 2**63 - 1
-_FLOAT_EXACT_INT: Final = 2**53
+"""The largest INTEGER trait value."""
+FLOAT_EXACT_INT: Final = 2**53
+"""The largest int a double (a NUMBER) holds exactly; past it, digits are lost."""
 
 
 class TraitType(enum.Enum):
@@ -390,7 +396,7 @@ def validate_trait_value(key: str, type_: TraitType, value: Any, message_id: str
                 )
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            if abs(value) > _FLOAT_EXACT_INT:
+            if abs(value) > FLOAT_EXACT_INT:
                 raise UnsupportedValueError(
                     f"{where}: {value} is past 2**53 and would lose digits as a NUMBER (a "
                     "double); declare the trait INTEGER"

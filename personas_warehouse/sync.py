@@ -68,6 +68,9 @@ import attrs
 
 from personas_warehouse.errors import InvalidEventError, UnsupportedValueError
 from personas_warehouse.model import (
+    FLOAT_EXACT_INT,
+    INT64_MAX,
+    INT64_MIN,
     IdentifyEvent,
     Space,
     TraitType,
@@ -93,10 +96,6 @@ Clock = Callable[[], dt.datetime]
 
 MESSAGE_ID_PREFIX: Final = "personas_"
 """Every message id a sync makes starts with this (Segment's Personas ids do too)."""
-
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
-_FLOAT_EXACT_INT: Final = 2**53
 
 
 def utc_now() -> dt.datetime:
@@ -263,9 +262,9 @@ def _fast_valid(type_: TraitType, value: Any) -> bool:
     if type_ is TraitType.NUMBER:
         if kind is float:
             return math.isfinite(value)
-        return kind is int and -_FLOAT_EXACT_INT <= value <= _FLOAT_EXACT_INT
+        return kind is int and -FLOAT_EXACT_INT <= value <= FLOAT_EXACT_INT
     if type_ is TraitType.INTEGER:
-        return kind is int and _INT64_MIN <= value <= _INT64_MAX
+        return kind is int and INT64_MIN <= value <= INT64_MAX
     if type_ is TraitType.BOOLEAN:
         return kind is bool
     if type_ is TraitType.STRING:
