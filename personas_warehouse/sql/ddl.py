@@ -129,6 +129,9 @@ def column_def(column: Column, caps: Capabilities) -> exp.ColumnDef:
     constraints = []
     if not column.nullable:
         constraints.append(exp.ColumnConstraint(kind=exp.NotNullColumnConstraint()))
+    if column.collation:  # after NOT NULL: MySQL and MariaDB take it as a column attribute
+        collate = exp.CollateColumnConstraint(this=exp.to_identifier(column.collation))
+        constraints.append(exp.ColumnConstraint(kind=collate))
     return exp.ColumnDef(
         this=exp.to_identifier(column.name),
         kind=data_type(column.type, caps),
@@ -182,6 +185,18 @@ which allows only ASCII letters, _ and digits (not first) in schema names: choos
     """
     caps = capabilities(dialect)
     name = check_identifier(space.schema, caps, "schema name")
+    if caps.bmp_identifiers and any(ord(char) > 0xFFFF for char in name):
+        raise InvalidSpaceError(
+            f"schema name {name!r} holds characters beyond U+FFFF (emoji, rare CJK), which "
+            f"{caps.sqlglot_dialect} does not allow in identifiers: choose a name without them"
+        )
+    limit = caps.schema_name_limit
+    if limit is not None and caps.identifier_length(name) > limit:
+        raise InvalidSpaceError(
+            f"schema name {name!r} is {caps.identifier_length(name)} "
+            f"{caps.identifier_unit.value} long; {caps.sqlglot_dialect} allows {limit} for a "
+            "schema (it becomes a directory): choose a shorter name"
+        )
     if caps.word_schema_names and not _WORD.fullmatch(name):
         suggestion = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "personas_default"
         if suggestion[0].isdigit():

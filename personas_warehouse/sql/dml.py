@@ -54,10 +54,14 @@ from typing import Any, Final, Literal
 
 from sqlglot import exp
 
-from personas_warehouse.errors import InvalidSpaceError, PersonasWarehouseError
+from personas_warehouse.errors import (
+    InvalidSpaceError,
+    PersonasWarehouseError,
+    UnsupportedValueError,
+)
 from personas_warehouse.model import IdentifyEvent, Space, TraitType, ensure_aware
 from personas_warehouse.naming import column_names
-from personas_warehouse.sql.query import UserIds, as_of_tree, key_types
+from personas_warehouse.sql.query import UserIds, as_of_tree, binary_text, key_types
 from personas_warehouse.sql.render import render
 from personas_warehouse.sql.tables import (
     CLEARED_DELIMITER,
@@ -78,6 +82,7 @@ from personas_warehouse.warehouses import Capabilities, Upsert, capabilities
 __all__ = [
     "Paramstyle",
     "StatementTooLargeError",
+    "check_ids",
     "cleared_keys",
     "dedupe_batch",
     "identifies_trees",
@@ -130,6 +135,35 @@ def dedupe_batch(space: Space, events: Iterable[IdentifyEvent]) -> list[Identify
         ):
             best[event.message_id] = event
     return sorted(best.values(), key=lambda e: e.message_id)
+
+
+def check_ids(events: Iterable[IdentifyEvent], dialect: str | Capabilities) -> None:
+    """Refuse ids the warehouse's id columns cannot keep apart from others.
+
+    Where ids compare with PAD SPACE (``ids_keep_trailing_spaces`` is False: MySQL, MariaDB),
+    ``m1`` and ``m1 `` would be one primary key: such an id is refused instead of merged.
+
+    >>> import datetime as dt
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> check_ids([IdentifyEvent("m1 ", "u", at)], "mysql")
+    Traceback (most recent call last):
+    ...
+    personas_warehouse.errors.UnsupportedValueError: message id 'm1 ' ends with a space; \
+mysql compares ids ignoring trailing spaces, so it would be the same row as 'm1': strip the \
+spaces or encode the id
+    >>> check_ids([IdentifyEvent("m1 ", "u", at)], "postgres")
+    """
+    caps = capabilities(dialect)
+    if caps.ids_keep_trailing_spaces:
+        return
+    for event in events:
+        for what, value in (("message id", event.message_id), ("user id", event.user_id)):
+            if value != value.rstrip(" "):
+                raise UnsupportedValueError(
+                    f"{what} {value!r} ends with a space; {caps.sqlglot_dialect} compares ids "
+                    f"ignoring trailing spaces, so it would be the same row as "
+                    f"{value.rstrip(' ')!r}: strip the spaces or encode the id"
+                )
 
 
 def cleared_keys(space: Space, event: IdentifyEvent, dialect: str | Capabilities) -> str | None:
@@ -205,7 +239,9 @@ def _col(name: str, qualifier: str | None = None) -> exp.Column:
     return exp.column(name, table=qualifier)
 
 
-def _earlier(new: str | None, old: str | None, *, new_values: bool = False) -> exp.Expr:
+def _earlier(
+    caps: Capabilities, new: str | None, old: str | None, *, new_values: bool = False
+) -> exp.Expr:
     """The copy ``new`` ranks before the copy ``old``: (received_at, timestamp, user_id) <.
 
     ``new_values``: read ``new``'s columns as ``VALUES(col)`` (MySQL's ON DUPLICATE KEY).
@@ -220,6 +256,8 @@ def _earlier(new: str | None, old: str | None, *, new_values: bool = False) -> e
         return _col(name, old)
 
     def lt(name: str) -> exp.Expr:
+        if name == "user_id":  # text: compared by code point, as in Python
+            return exp.LT(this=binary_text(caps, n(name)), expression=binary_text(caps, o(name)))
         return exp.LT(this=n(name), expression=o(name))
 
     def eq(name: str) -> exp.Expr:
@@ -245,7 +283,7 @@ def _not_exists_stored(space: Space, caps: Capabilities, *, stored_final: bool) 
         .where(
             exp.and_(
                 exp.EQ(this=_col("id", _STORED), expression=_col("id", _SOURCE)),
-                exp.Not(this=exp.paren(_earlier(_SOURCE, _STORED))),
+                exp.Not(this=exp.paren(_earlier(caps, _SOURCE, _STORED))),
             )
         )
     )
@@ -275,7 +313,7 @@ def _staged_rows(
                     expressions=[
                         exp.Ordered(this=_col("received_at")),
                         exp.Ordered(this=_col("timestamp")),
-                        exp.Ordered(this=_col("user_id")),
+                        exp.Ordered(this=binary_text(caps, _col("user_id"))),
                     ]
                 ),
             ),
@@ -334,7 +372,7 @@ def identifies_trees(
                     expressions=[
                         exp.EQ(this=_col(c), expression=_col(c, "excluded")) for c in updatable
                     ],
-                    where=exp.Where(this=_earlier("excluded", IDENTIFIES)),
+                    where=exp.Where(this=_earlier(caps, "excluded", IDENTIFIES)),
                 ),
             )
         ]
@@ -351,7 +389,7 @@ def identifies_trees(
             exp.EQ(
                 this=_col(c, IDENTIFIES),
                 expression=exp.If(
-                    this=_earlier(None, IDENTIFIES, new_values=True),
+                    this=_earlier(caps, None, IDENTIFIES, new_values=True),
                     true=exp.Anonymous(this="VALUES", expressions=[exp.to_identifier(c)]),
                     false=_col(c, IDENTIFIES),
                 ),
@@ -385,7 +423,7 @@ def identifies_trees(
                     expressions=[
                         exp.When(
                             matched=True,
-                            condition=exp.paren(_earlier(_SOURCE, _TARGET)),
+                            condition=exp.paren(_earlier(caps, _SOURCE, _TARGET)),
                             then=exp.Update(
                                 expressions=[
                                     exp.EQ(this=_col(c), expression=_col(c, _SOURCE))
@@ -424,7 +462,7 @@ def identifies_trees(
         .where(
             exp.and_(
                 exp.EQ(this=_col("id", _SOURCE), expression=_col("id", IDENTIFIES)),
-                _earlier(_SOURCE, IDENTIFIES),
+                _earlier(caps, _SOURCE, IDENTIFIES),
             )
         )
     )
@@ -627,6 +665,7 @@ def insert_trees(
     caps = capabilities(dialect)
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     batch = dedupe_batch(space, events)
+    check_ids(batch, caps)
     trees = identifies_trees(space, batch, caps, now=moment)
     if space.sync_users and batch:
         wanted = None if caps.upsert is Upsert.REBUILD else {e.user_id for e in batch}
@@ -653,6 +692,7 @@ def insert_statements(
     caps = capabilities(dialect)
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     batch = dedupe_batch(space, events)
+    check_ids(batch, caps)
     if not batch:
         return []
     statements = [s for group in _render_batches(space, batch, caps, moment) for s in group]
@@ -737,6 +777,7 @@ def insert_rows(
         )
     now = dt.datetime.now(dt.UTC)
     batch = dedupe_batch(space, events)
+    check_ids(batch, caps)
     columns = _identifies_names(space, caps)
     marker = "_pw_param_"
     template_event = [exp.var(f"{marker}{i:05d}") for i in range(len(columns))]

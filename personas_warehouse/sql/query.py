@@ -107,10 +107,14 @@ def binary_text(dialect: str | Capabilities, expression: exp.Expr) -> exp.Expr:
     SQLite, DuckDB, Spark, ClickHouse, and on PostgreSQL databases with a C collation).
     """
     caps = capabilities(dialect)
+    if caps.binary_text_type:
+        return exp.cast(
+            expression, exp.DataType.build(caps.binary_text_type, dialect=caps.sqlglot_dialect)
+        )
     collation = caps.binary_collation
     if not collation:
         return expression
-    return exp.Collate(this=expression, expression=exp.var(collation))
+    return exp.Collate(this=expression, expression=exp.to_identifier(collation, quoted=True))
 
 
 def _column(name: str, table_alias: str | None = None) -> exp.Column:

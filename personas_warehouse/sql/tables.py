@@ -65,6 +65,8 @@ class Column:
     key: str | None = None
     """The trait or audience key stored here; ``None`` for the table's own columns."""
     primary_key: bool = False
+    collation: str | None = None
+    """The column's own collation (``Capabilities.key_collation`` for ids), else the table's."""
 
 
 def _version(caps: Capabilities) -> list[Column]:
@@ -87,8 +89,14 @@ def identifies_columns(space: Space, dialect: str | Capabilities) -> list[Column
     """The columns of ``identifies``, in table order."""
     caps = capabilities(dialect)
     return [
-        Column("id", caps.key_string_type, nullable=False, primary_key=True),
-        Column("user_id", caps.key_string_type, nullable=False),
+        Column(
+            "id",
+            caps.key_string_type,
+            nullable=False,
+            primary_key=True,
+            collation=caps.key_collation,
+        ),
+        Column("user_id", caps.key_string_type, nullable=False, collation=caps.key_collation),
         Column("timestamp", caps.timestamp_type, nullable=False),
         Column("received_at", caps.timestamp_type, nullable=False),
         Column("uuid_ts", caps.timestamp_type),
@@ -102,7 +110,13 @@ def users_columns(space: Space, dialect: str | Capabilities) -> list[Column]:
     """The columns of ``users``, in table order."""
     caps = capabilities(dialect)
     return [
-        Column("id", caps.key_string_type, nullable=False, primary_key=True),
+        Column(
+            "id",
+            caps.key_string_type,
+            nullable=False,
+            primary_key=True,
+            collation=caps.key_collation,
+        ),
         *_key_columns(space, caps),
         Column("timestamp", caps.timestamp_type),
         Column("received_at", caps.timestamp_type),

@@ -135,6 +135,15 @@ class Capabilities:
     """``CREATE TABLE IF NOT EXISTS`` works."""
     schemas: ClassVar[bool] = True
     """``CREATE SCHEMA`` exists and tables are schema-qualified."""
+    schema_name_limit: ClassVar[int | None] = None
+    """Longest schema name (in ``identifier_unit``) where shorter than ``identifier_limit``
+    (Spark: a schema is the directory ``<name>.db``, and file names stop at 255 bytes)."""
+    bmp_identifiers: ClassVar[bool] = False
+    """Identifiers may hold only characters of the Basic Multilingual Plane (MySQL keeps its
+    catalog in 3-byte utf8: no emoji in a schema name)."""
+    ids_keep_trailing_spaces: ClassVar[bool] = True
+    """Ids that differ only by trailing spaces (``m1``, ``m1 ``) are distinct keys. False where
+    the id columns compare with PAD SPACE (MySQL): such ids are refused, never merged."""
     word_schema_names: ClassVar[bool] = False
     """Schema names may hold only ASCII letters, ``_`` and (not first) digits (Spark's catalog)."""
     transactions: ClassVar[bool] = True
@@ -158,7 +167,15 @@ class Capabilities:
     timestamp_text: ClassVar[TimestampText] = TimestampText.FORMAT_AT_UTC
     """How a TIMESTAMP becomes ISO-8601 UTC text."""
     binary_collation: ClassVar[str | None] = None
-    """Collation that orders text by code point, where the column's default may not."""
+    """Collation that orders text by code point, where the column's default may not
+    (rendered quoted: PostgreSQL's ``COLLATE "C"``)."""
+    binary_text_type: ClassVar[str | None] = None
+    """Type text is cast to so it compares byte by byte (UTF-8 bytes order by code point),
+    where no collation both orders by code point and keeps trailing spaces (MySQL's
+    ``BINARY``); takes precedence over ``binary_collation``."""
+    key_collation: ClassVar[str | None] = None
+    """Collation of the id columns (``identifies.id``, ``user_id``, ``users.id``), where the
+    server's default would take ids differing in case or accents as equal (MySQL)."""
     struct_arg_max: ClassVar[bool] = False
     """``ARG_MAX(struct, struct) FILTER (WHERE ...)`` works: the one-pass as-of plan."""
     primary_key: ClassVar[PrimaryKey] = PrimaryKey.DECLARED

@@ -28,6 +28,7 @@ class Databricks(Capabilities):
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE  # Delta changes a column type only by rewriting
     word_schema_names = True
+    schema_name_limit = 252  # the directory <name>.db must fit a 255-byte file name
     primary_key = PrimaryKey.NONE
     alter_type_fallback = AlterType.REBUILD_TABLE
     drop_column = False  # needs Delta column mapping

@@ -21,7 +21,11 @@ class MySQL(Capabilities):
     name = "mysql"
     dialect = "mysql"
     verified_by_execution = True
-    binary_collation = "utf8mb4_bin"
+    binary_text_type = "BINARY"  # utf8mb4_bin pads: 'm1' = 'm1 '; bytes never do
+    bmp_identifiers = True  # error 1300 for a database named with an emoji
+    ids_keep_trailing_spaces = False  # every utf8mb4 collation common to both pads
+    key_collation = "utf8mb4_bin"  # on MySQL 8 and MariaDB; the default utf8mb4_general_ci
+    # takes 'a' = 'A' = 'á'. It still pads trailing spaces (see docs/guarantees.md).
     identifier_limit = 64
     identifier_unit = IdentifierUnit.CHARS
     max_columns = 1017  # InnoDB

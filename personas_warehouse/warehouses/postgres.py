@@ -33,3 +33,4 @@ class Postgres(Capabilities):
         }
     )
     key_string_type = "TEXT"
+    binary_collation = "C"  # a database created with en_US.UTF-8 orders 'a' < 'B'

@@ -29,6 +29,7 @@ class Spark(Capabilities):
     transactional_ddl = False
     alter_type = AlterType.REBUILD_TABLE
     word_schema_names = True
+    schema_name_limit = 252  # the directory <name>.db must fit a 255-byte file name
     primary_key = PrimaryKey.NONE
     table_format = "PARQUET"
     alter_type_fallback = AlterType.REBUILD_TABLE
