@@ -22,6 +22,7 @@ from personas_warehouse.runner.connections import (
     timestamp_text,
     wrap_connection,
 )
+from personas_warehouse.warehouses import capabilities
 
 PLUS_2 = dt.timezone(dt.timedelta(hours=2))
 MINUS_7 = dt.timezone(dt.timedelta(hours=-7))
@@ -327,6 +328,23 @@ def test_the_catalog_reports_columns_and_tables(
     connection.drop_schema(schema_name)
     assert connection.tables(schema_name) == []
     assert connection.columns(schema_name, "first") == {}
+
+
+def test_hostile_schema_names_are_quoted_for_the_engine(
+    engine: Engine, connection: Connection, schema_name: str
+) -> None:
+    """A quote, a backslash and a backtick in a schema name: created, listed, dropped."""
+    if capabilities(engine.dialect).word_schema_names:
+        pytest.skip(f"{engine.name} takes only word-character schema names")
+    name = schema_name + "_q'\\x`\""
+    connection.create_schema(name)
+    try:
+        connection.execute(f"CREATE TABLE {connection.qualified(name, 't')} (id INTEGER)")
+        assert connection.tables(name) == ["t"]
+        assert connection.tables(schema_name) == []  # not a neighbour whose name it resembles
+    finally:
+        connection.drop_schema(name)
+    assert connection.tables(name) == []
 
 
 def test_executemany_sends_many_rows(

@@ -4,7 +4,7 @@ The runner and the engine tests talk to SQLite, DuckDB, PostgreSQL (psycopg 3), 
 (PyMySQL), ClickHouse (chDB, in process) and Spark (a local ``SparkSession``) through the same
 :class:`Connection`: ``execute``, ``executemany``, ``query``, ``transaction`` and a few catalog
 helpers. What differs between engines is held in class flags (``paramstyle``,
-``supports_transactions``, ``transactional_ddl``, ``identifier_quote``), so callers ask a flag,
+``supports_transactions``, ``transactional_ddl``), so callers ask a flag,
 never an engine's name.
 
 Time stamps are the one thing every driver gets wrong in its own way, so the adapter owns them:
@@ -49,6 +49,8 @@ from types import ModuleType
 from typing import Any, ClassVar, Final
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
+
+from sqlglot import exp
 
 __all__ = [
     "KINDS",
@@ -168,8 +170,6 @@ class Connection(abc.ABC):
 
     False on MySQL: DDL commits everything before it; what follows is still one transaction.
     """
-    identifier_quote: ClassVar[str] = '"'
-    """The character that quotes identifiers on this engine."""
     insert_batch_rows: ClassVar[int] = 0
     """Rows per multi-row ``INSERT`` in :meth:`executemany` (0: the driver's own executemany).
 
@@ -217,9 +217,9 @@ class Connection(abc.ABC):
         return self._closed
 
     def quote(self, identifier: str) -> str:
-        """Quote one identifier for this engine (the quote character doubled inside)."""
-        q = self.identifier_quote
-        return q + identifier.replace(q, q + q) + q
+        """Quote one identifier for this engine, escaped as sqlglot writes it for the engine's
+        dialect (ClickHouse also escapes backslashes, so ``pw\\'x`` stays itself)."""
+        return exp.to_identifier(identifier, quoted=True).sql(dialect=self.kind)
 
     def qualified(self, schema: str, table: str) -> str:
         """``schema.table``, both quoted."""
@@ -571,7 +571,6 @@ class MySQLConnection(Connection):
     kind = "mysql"
     paramstyle = "format"
     transactional_ddl = False
-    identifier_quote = "`"
 
     def _bind(self, value: Any) -> Any:
         if isinstance(value, dt.datetime):
@@ -710,7 +709,6 @@ class ClickHouseConnection(Connection):
     kind = "clickhouse"
     paramstyle = "format"
     supports_transactions = False
-    identifier_quote = "`"
     insert_batch_rows = 1000
 
     def __init__(self, raw: Any, *, owned: bool) -> None:
@@ -844,7 +842,6 @@ class SparkConnection(Connection):
     kind = "spark"
     paramstyle = "qmark"
     supports_transactions = False
-    identifier_quote = "`"
     insert_batch_rows = 1000
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> None:
