@@ -26,12 +26,14 @@ UserState(user_id='u1', traits={'visits': 2}, audiences={'vip': True})
 
 How it is stored (see ``docs/reconstruction.md``): one set of flat columns for the whole log
 (timestamps and received_at as integer microseconds in ``array('q')``, message ids as UTF-8 in
-one ``bytearray`` behind an open-addressing hash table, keys interned as small integer codes,
-trait values in one list, audience values folded into their key code). Each user's events sit
-in one contiguous, sorted range, so a state at ``ts`` is one bisection plus two C-level dict
-updates over the user's value pairs up to that point. Users touched by later adds are re-sorted
-and appended at the end; the abandoned ranges are compacted away when they outweigh the live
-ones.
+one ``bytearray``, keys interned as small integer codes, trait values in one list, audience
+values folded into their key code). Each user's events sit in one contiguous, sorted range, so
+a state at ``ts`` is one bisection plus two C-level dict updates over the user's value pairs up
+to that point. The first index of an empty log is built in bulk (C-level passes over whole
+columns, duplicates found with one dict); an open-addressing hash table over the message ids,
+which only adds to a non-empty log need, is built by the first of them. Users touched by later
+adds are re-sorted and appended at the end; the abandoned ranges are compacted away when they
+outweigh the live ones.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from __future__ import annotations
 import datetime as dt
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, chain, compress, cycle, islice, repeat
 from operator import (
     add,
@@ -50,9 +52,12 @@ from operator import (
     floordiv,
     ge,
     is_,
+    is_not,
     itemgetter,
+    le,
     lshift,
     mul,
+    ne,
     not_,
     or_,
     rshift,
@@ -69,6 +74,7 @@ from personas_warehouse.errors import (
     PersonasWarehouseError,
 )
 from personas_warehouse.model import (
+    FLOAT_EXACT_INT,
     INT64_MAX,
     INT64_MIN,
     IdentifyEvent,
@@ -91,17 +97,15 @@ _UTC_ZONE: Final = dt.UTC
 _SLOT_BITS: Final = 40  # hash table entry: fingerprint << 40 | (slot + 1)
 _SLOT_MASK: Final = (1 << _SLOT_BITS) - 1
 _FINGERPRINT_MASK: Final = (1 << 22) - 1
-_FLOAT_EXACT_INT: Final = 2**53
 _INDEX: Final = "I"  # 4-byte unsigned: event, pair, slot and user numbers (< 2**32)
 _MAX_EVENTS: Final = 2**32 - 1
 
-_FIELDS = attrgetter("__class__", "message_id", "user_id", "timestamp", "received_at", "values")
-_SECOND = itemgetter(1)
-_THIRD = itemgetter(2)
-_FOURTH = itemgetter(3)
-_FIFTH = itemgetter(4)
-_SIXTH = itemgetter(5)
-_PROXY_ITEMS = MappingProxyType.items
+_MESSAGE_ID = attrgetter("message_id")
+_USER_ID = attrgetter("user_id")
+_TIMESTAMP = attrgetter("timestamp")
+_RECEIVED_AT = attrgetter("received_at")
+_VALUES = attrgetter("values")
+_PROXY_VALUES = MappingProxyType.values
 _TZINFO = attrgetter("tzinfo")
 _FIRST = itemgetter(0)
 
@@ -193,6 +197,13 @@ _INT53: Final = 2
 _INT64: Final = 3
 _NO_NUL: Final = 4
 _UTC: Final = 5
+_CHECKED_TYPE: Final[dict[int, type]] = {
+    _FINITE: float,
+    _INT53: int,
+    _INT64: int,
+    _NO_NUL: str,
+    _UTC: dt.datetime,
+}
 
 
 class _Keys:
@@ -252,53 +263,73 @@ class _Keys:
     def columns(self, events: Iterable[IdentifyEvent], *, checked: bool = False) -> _Chunk:
         """Events as flat columns, every value checked against the Space.
 
-        Each event object is read once (one attribute fetch for all its fields): on large logs
-        the cost is memory access, not arithmetic. Values are checked in bulk; when anything
-        is unusual (a type the fast checks do not cover, a JSON value, a value that fails) the
+        Each field is read for all events in one C-level pass (``map`` over an attribute
+        getter), and values are checked in bulk per (key, type) combination; when anything is
+        unusual (a type the fast checks do not cover, a JSON value, a value that fails) the
         batch goes through :meth:`Space.validate_event` one event at a time, which raises the
         error naming the event and key, or normalises the value.
         """
         batch = events if isinstance(events, list) else list(events)
+        if set(map(type, batch)) - {IdentifyEvent}:
+            return self.columns(self._validate_each(batch), checked=True)
+        values_maps = list(map(_VALUES, batch))
         try:
-            fields = list(map(_FIELDS, batch))
-        except AttributeError:
+            values = list(chain.from_iterable(map(_PROXY_VALUES, values_maps)))
+        except TypeError:  # not a read-only mapping: made around the constructor
             return self.columns(self._validate_each(batch), checked=True)
-        if not all(map(is_, map(_FIRST, fields), repeat(IdentifyEvent))):
-            return self.columns(self._validate_each(batch), checked=True)
-        values_maps = list(map(_SIXTH, fields))
-        items = list(chain.from_iterable(map(_PROXY_ITEMS, values_maps)))
-        codes = list(map(self.code.get, map(_FIRST, items)))
-        values = list(map(_SECOND, items))
-        del items
+        names = list(chain.from_iterable(values_maps))
+        codes = list(map(self.code.get, names))
+        del names
         if not checked and not self._values_pass(codes, values):
             return self.columns(self._validate_each(batch), checked=True)
         known = cast("list[int]", codes)  # every key is known once the values passed
-        ts_objects = list(map(_FOURTH, fields))
+        ts_objects = list(map(_TIMESTAMP, batch))
         ts = list(map(floordiv, map(sub, ts_objects, repeat(_EPOCH)), repeat(_ONE_US)))
-        recv_objects = list(map(_FIFTH, fields))
-        if all(map(is_, recv_objects, ts_objects)):
-            recv = ts
+        recv_objects = list(map(_RECEIVED_AT, batch))
+        late = list(map(is_not, recv_objects, ts_objects))
+        if any(late):  # only the events whose received_at is another object are converted
+            recv = ts.copy()
+            rows = list(compress(range(len(batch)), late))
+            _consume(
+                map(
+                    recv.__setitem__,
+                    rows,
+                    map(
+                        floordiv,
+                        map(sub, map(recv_objects.__getitem__, rows), repeat(_EPOCH)),
+                        repeat(_ONE_US),
+                    ),
+                )
+            )
         else:
-            recv = list(map(floordiv, map(sub, recv_objects, repeat(_EPOCH)), repeat(_ONE_US)))
-        del ts_objects, recv_objects
-        is_trait = list(map(self.trait_count.__gt__, known))
-        is_audience = list(map(not_, is_trait))
-        audience_index = map(sub, compress(known, is_audience), repeat(self.trait_count))
-        pair_end = list(accumulate(map(len, values_maps), initial=0))
-        trait_cumulative = list(accumulate(is_trait, initial=0))
-        t_bound = list(map(trait_cumulative.__getitem__, pair_end))
+            recv = ts
+        del ts_objects, recv_objects, late
         return _Chunk(
-            message_id=list(map(_SECOND, fields)),
-            user_id=list(map(_THIRD, fields)),
+            message_id=list(map(_MESSAGE_ID, batch)),
+            user_id=list(map(_USER_ID, batch)),
             ts=ts,
             recv=recv,
-            t_code=list(compress(known, is_trait)),
-            t_value=list(compress(values, is_trait)),
-            a_code=list(
-                map(add, map(mul, audience_index, repeat(2)), compress(values, is_audience))
-            ),
-            t_bound=t_bound,
-            a_bound=list(map(sub, pair_end, t_bound)),
+            code=known,
+            value=values,
+            bound=list(accumulate(map(len, values_maps), initial=0)),
+        )
+
+    def split(
+        self, codes: list[int], values: list[Any], bound: Sequence[int]
+    ) -> tuple[list[int], list[Any], list[int], list[int], list[int]]:
+        """Pairs (in event order, event i's at ``[bound[i], bound[i + 1])``) split into trait
+        codes and values, audience value codes, and each event's trait and audience bounds."""
+        is_trait = list(map(self.trait_count.__gt__, codes))
+        is_audience = list(map(not_, is_trait))
+        audience_index = map(sub, compress(codes, is_audience), repeat(self.trait_count))
+        trait_cumulative = list(accumulate(is_trait, initial=0))
+        t_bound = list(map(trait_cumulative.__getitem__, bound))
+        return (
+            list(compress(codes, is_trait)),
+            list(compress(values, is_trait)),
+            list(map(add, map(mul, audience_index, repeat(2)), compress(values, is_audience))),
+            t_bound,
+            list(map(sub, bound, t_bound)),
         )
 
     def _validate_each(self, batch: list[Any]) -> list[IdentifyEvent]:
@@ -313,18 +344,25 @@ class _Keys:
         return checked
 
     def _values_pass(self, codes: list[int | None], values: list[Any]) -> bool:
-        """True when every value surely passes Space.validate_event unchanged (bulk, in C)."""
-        pairs = zip(codes, map(type, values), strict=True)
-        found = list(map(self.checks.get, pairs))  # type: ignore[arg-type]
-        if None in found:
+        """True when every value surely passes Space.validate_event unchanged (bulk, in C).
+
+        Conservative: a value it cannot vouch for (say an integer over 2**53 in a batch that
+        also has NUMBER traits) sends the batch through the full per-event check.
+        """
+        types = list(map(type, values))
+        got = set(map(self.checks.get, set(zip(codes, types, strict=True))))  # type: ignore[arg-type]
+        if None in got:
             return False
-        for check in set(found) - {_OK}:
-            selected = list(compress(values, map(eq, found, repeat(check))))
+        found = cast("set[int]", got)
+        for check in found - {_OK}:
+            if check == _INT64 and _INT53 in found:
+                continue  # the tighter bound below covers every int
+            selected = list(compress(values, map(is_, types, repeat(_CHECKED_TYPE[check]))))
             if check == _FINITE:
                 if not _all_finite(selected):
                     return False
             elif check == _INT53:
-                if max(selected) > _FLOAT_EXACT_INT or min(selected) < -_FLOAT_EXACT_INT:
+                if max(selected) > FLOAT_EXACT_INT or min(selected) < -FLOAT_EXACT_INT:
                     return False
             elif check == _INT64:
                 if max(selected) > INT64_MAX or min(selected) < INT64_MIN:
@@ -349,18 +387,16 @@ def _all_finite(values: list[float]) -> bool:
 
 @attrs.define(slots=True)
 class _Chunk:
-    """Added events not yet indexed, as flat columns (event i's trait pairs are
-    ``t_code[t_bound[i]:t_bound[i + 1]]``, its audience pairs likewise)."""
+    """Added events not yet indexed, as flat columns (event i's (key code, value) pairs are
+    at ``[bound[i], bound[i + 1])`` of ``code`` and ``value``)."""
 
     message_id: list[str]
     user_id: list[str]
     ts: list[int]
     recv: list[int]
-    t_code: list[int]
-    t_value: list[Any]
-    a_code: list[int]
-    t_bound: list[int]
-    a_bound: list[int]
+    code: list[int]
+    value: list[Any]
+    bound: list[int]
 
 
 def _int_array() -> array[int]:
@@ -449,7 +485,7 @@ class IdentifiesLog:
         self._blob = bytearray()
         self._m_off: array[int] = array("q", [0])
         self._m_user: array[int] = array(_INDEX)
-        self._table: array[int] = array("q", bytes(8 * 16))
+        self._table: array[int] | None = None  # built on the first add to a non-empty log
         # Users: id -> number; each number's live range [start, end) of event positions.
         self._users: dict[str, int] = {}
         self._u_ids: list[str] = []
@@ -497,10 +533,7 @@ class IdentifiesLog:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        size = 16
-        while size < 2 * (len(self._m_off) - 1):
-            size *= 2
-        self._rehash(size)
+        self._table = None
 
     def __repr__(self) -> str:
         self._index()
@@ -517,13 +550,16 @@ class IdentifiesLog:
         chunk = _concatenate(self._pending)
         self._pending = []
         if len(self._e_ts) + len(chunk.ts) >= _MAX_EVENTS or (
-            len(self._t_code) + len(self._a_code) + len(chunk.t_code) + len(chunk.a_code)
-            >= _MAX_EVENTS
+            len(self._t_code) + len(self._a_code) + len(chunk.code) >= _MAX_EVENTS
         ):
             raise PersonasWarehouseError(
                 f"an IdentifiesLog holds at most {_MAX_EVENTS - 1:,} events and values; for a "
                 "log this size, ask the warehouse (personas_warehouse.as_of_query)"
             )
+        if len(self._m_off) == 1:  # an empty log: index in bulk
+            self._build_fresh(chunk)
+            return
+        self._ensure_table()
         uids = chunk.user_id
         count = len(uids)
         alive, row_slot, new_slot_rows, taken = self._dedupe(
@@ -552,7 +588,9 @@ class IdentifiesLog:
         self._m_user.extend(map(row_user.__getitem__, new_slot_rows))
 
         # Every row goes into the batch as it is (sequential copies); only live rows are placed.
-        t_bound, a_bound = chunk.t_bound, chunk.a_bound
+        t_code, t_value, a_code, t_bound, a_bound = self._keys.split(
+            chunk.code, chunk.value, chunk.bound
+        )
         batch = _Batch(
             user=array("q", map(users.get, uids, repeat(0))),
             ts=array("q", chunk.ts),
@@ -562,11 +600,11 @@ class IdentifiesLog:
             t_end=array("q", islice(t_bound, 1, None)),
             a_start=array("q", islice(a_bound, count)),
             a_end=array("q", islice(a_bound, 1, None)),
-            t_code=array(self._keys.code_type, chunk.t_code),
-            t_value=chunk.t_value,
-            a_code=array(self._keys.code_type, chunk.a_code),
+            t_code=array(self._keys.code_type, t_code),
+            t_value=t_value,
+            a_code=array(self._keys.code_type, a_code),
         )
-        del chunk, row_slot, row_user, t_bound, a_bound
+        del chunk, row_slot, row_user, t_code, t_value, a_code, t_bound, a_bound
         ranges = self._u_range
         placed = [u for u in touched if ranges[2 * u + 1] > ranges[2 * u]]
         for user in placed:
@@ -576,6 +614,86 @@ class IdentifiesLog:
         if len(self._e_ts) > 2 * (len(self._m_off) - 1) + 1024:
             self._compact()
 
+    def _build_fresh(self, chunk: _Chunk) -> None:
+        """Index the first events of an empty log, in bulk (C-level passes, no hash table).
+
+        A random permutation of a million rows is bound by memory latency, so as little as
+        possible is permuted, and from packed arrays or cached small ints rather than from
+        int objects scattered over the heap: message ids keep their arrival order (a message
+        id's slot is its live row number, so the buffer is one join); the user order, the
+        timestamps, each event's pair range and the pairs themselves are gathered;
+        ``received_at`` is copied from the timestamps and only the late events' are fixed.
+        The hash table that later adds need is built on the first of them
+        (:meth:`_ensure_table`).
+        """
+        mids, uids, ts, recv, pair_start, pair_count = _drop_copies(chunk)
+        size = len(mids)
+        u_ids, users, codes, order, starts, ts_sorted = _group_by_user(mids, uids, ts, recv)
+        del uids
+        u_range = array(_INDEX, bytes(2 * len(u_ids) * array(_INDEX).itemsize))
+        u_range[0::2] = array(_INDEX, islice(starts, len(u_ids)))
+        u_range[1::2] = array(_INDEX, islice(starts, 1, None))
+        del starts
+        self._users, self._u_ids, self._u_range = users, u_ids, u_range
+
+        # Message ids in arrival order: UTF-8 in one buffer (ASCII: offsets are str lengths).
+        joined = "".join(mids)
+        if joined.isascii():
+            self._blob = bytearray(joined.encode("ascii"))
+            lengths = map(len, mids)
+        else:
+            encoded = list(map(str.encode, mids, repeat("utf-8"), repeat("surrogatepass")))
+            self._blob = bytearray(b"".join(encoded))
+            lengths = map(len, encoded)
+        self._m_off = array("q", accumulate(lengths, initial=0))
+        del joined, mids
+        self._m_user = array(_INDEX, codes)
+        del codes
+        self._e_slot = array(_INDEX, order)
+        self._e_ts = array("q", ts_sorted)
+        del ts_sorted
+        self._e_recv = array("q", self._e_ts)
+        if recv is not ts:  # fix the positions of the events received after their timestamp
+            late = set(compress(range(size), map(ne, recv, ts)))
+            e_recv = self._e_recv
+            for position in compress(range(size), map(late.__contains__, order)):
+                e_recv[position] = recv[order[position]]
+            del late
+        del ts, recv
+
+        # Each event's pair range, gathered as a start (from a packed array) and a count (a
+        # cached small int); then every pair in position order, split into traits and
+        # audiences.
+        firsts = list(map(pair_start.__getitem__, order))
+        counts = list(map(pair_count.__getitem__, order))
+        del order, pair_start, pair_count
+        pairs = list(chain.from_iterable(map(range, firsts, map(add, firsts, counts))))
+        sorted_bound = list(accumulate(counts, initial=0))
+        del firsts, counts
+        key_codes = list(map(chunk.code.__getitem__, pairs))
+        values = list(map(chunk.value.__getitem__, pairs))
+        del pairs
+        t_code, t_value, a_code, t_bound, a_bound = self._keys.split(
+            key_codes, values, sorted_bound
+        )
+        del key_codes, values, sorted_bound
+        self._t_code = array(self._keys.code_type, t_code)
+        self._t_value = t_value
+        self._a_code = array(self._keys.code_type, a_code)
+        ends = array(_INDEX, bytes(2 * (size + 1) * array(_INDEX).itemsize))
+        ends[0::2] = array(_INDEX, t_bound)
+        ends[1::2] = array(_INDEX, a_bound)
+        self._ends = ends
+
+    def _ensure_table(self) -> None:
+        """Build the message-id hash table (deferred until an add to a non-empty log)."""
+        if self._table is not None:
+            return
+        size = 16
+        while size < 2 * (len(self._m_off) - 1):
+            size *= 2
+        self._rehash(size)
+
     def _dedupe(
         self, mids: list[str], uids: list[str], ts: list[int], recv: list[int]
     ) -> tuple[bytearray, list[int], list[int], dict[int, int]]:
@@ -584,7 +702,7 @@ class IdentifiesLog:
         count = len(mids)
         base = len(self._m_off) - 1
         self._reserve(base + count)
-        table, blob, m_off = self._table, self._blob, self._m_off
+        table, blob, m_off = cast("array[int]", self._table), self._blob, self._m_off
         mask = len(table) - 1
         encoded = list(map(str.encode, mids, repeat("utf-8"), repeat("surrogatepass")))
         hashes = list(map(hash, mids))
@@ -641,7 +759,7 @@ class IdentifiesLog:
     ) -> tuple[list[int], list[bool]]:
         """Give a new slot, in bulk, to each row surely new: returns those rows (in order)
         and which rows they are."""
-        table, blob, m_off = self._table, self._blob, self._m_off
+        table, blob, m_off = cast("array[int]", self._table), self._blob, self._m_off
         mask = len(table) - 1
         base = len(m_off) - 1
         count = len(hashes)
@@ -681,7 +799,9 @@ class IdentifiesLog:
 
     def _reserve(self, slots: int) -> None:
         """Grow the hash table so ``slots`` message ids keep it at most half full."""
-        size = len(self._table)
+        if self._table is None:
+            self._ensure_table()
+        size = len(cast("array[int]", self._table))
         if 2 * slots <= size:
             return
         while size < 2 * slots:
@@ -689,17 +809,40 @@ class IdentifiesLog:
         self._rehash(size)
 
     def _rehash(self, size: int) -> None:
-        """A new hash table of ``size`` entries holding every message id."""
+        """A new hash table of ``size`` entries holding every message id (slot numbers kept).
+
+        In bulk: an id that is the first to hash to its home entry takes it at once (C-level
+        passes); only the others probe, one by one.
+        """
         table: array[int] = array("q", bytes(8 * size))
-        mask = size - 1
+        self._table = table
         blob, m_off = self._blob, self._m_off
-        for slot in range(len(m_off) - 1):
-            digest = hash(blob[m_off[slot] : m_off[slot + 1]].decode("utf-8", "surrogatepass"))
+        slots = len(m_off) - 1
+        if not slots:
+            return
+        pieces = map(blob.__getitem__, map(slice, m_off[:-1], islice(m_off, 1, None)))
+        mids = map(bytearray.decode, pieces, repeat("utf-8"), repeat("surrogatepass"))
+        hashes = list(map(hash, mids))
+        mask = size - 1
+        positions = list(map(and_, hashes, repeat(mask)))
+        first_at = dict(zip(reversed(positions), reversed(range(slots)), strict=True))
+        is_fast = list(map(eq, map(first_at.__getitem__, positions), range(slots)))
+        del first_at
+        fingerprints = map(
+            and_, map(rshift, compress(hashes, is_fast), repeat(24)), repeat(_FINGERPRINT_MASK)
+        )
+        entries = map(
+            or_,
+            map(lshift, fingerprints, repeat(_SLOT_BITS)),
+            compress(range(1, slots + 1), is_fast),
+        )
+        _consume(map(table.__setitem__, compress(positions, is_fast), entries))
+        for slot in compress(range(slots), map(not_, is_fast)):
+            digest = hashes[slot]
             position = digest & mask
             while table[position]:
                 position = (position + 1) & mask
             table[position] = (((digest >> 24) & _FINGERPRINT_MASK) << _SLOT_BITS) | (slot + 1)
-        self._table = table
 
     def _message_id(self, slot: int) -> str:
         return self._blob[self._m_off[slot] : self._m_off[slot + 1]].decode(
@@ -1162,21 +1305,126 @@ def _concatenate(chunks: list[_Chunk]) -> _Chunk:
     """One chunk holding several, in order."""
     if len(chunks) == 1:
         return chunks[0]
-    t_bound, a_bound = [0], [0]
+    bound = [0]
     for chunk in chunks:
-        t_bound.extend(map(add, islice(chunk.t_bound, 1, None), repeat(t_bound[-1])))
-        a_bound.extend(map(add, islice(chunk.a_bound, 1, None), repeat(a_bound[-1])))
+        bound.extend(map(add, islice(chunk.bound, 1, None), repeat(bound[-1])))
     return _Chunk(
         message_id=list(chain.from_iterable(c.message_id for c in chunks)),
         user_id=list(chain.from_iterable(c.user_id for c in chunks)),
         ts=list(chain.from_iterable(c.ts for c in chunks)),
         recv=list(chain.from_iterable(c.recv for c in chunks)),
-        t_code=list(chain.from_iterable(c.t_code for c in chunks)),
-        t_value=list(chain.from_iterable(c.t_value for c in chunks)),
-        a_code=list(chain.from_iterable(c.a_code for c in chunks)),
-        t_bound=t_bound,
-        a_bound=a_bound,
+        code=list(chain.from_iterable(c.code for c in chunks)),
+        value=list(chain.from_iterable(c.value for c in chunks)),
+        bound=bound,
     )
+
+
+def _copy_rank(
+    recv: list[int], ts: list[int], uids: list[str]
+) -> Callable[[int], tuple[int, int, str]]:
+    """Rows ranked as copies of one message id (DESIGN.md): received earliest, then earliest
+    timestamp, then smallest user id."""
+    return lambda row: (recv[row], ts[row], uids[row])
+
+
+def _time_order(
+    ts: list[int], recv: list[int], mids: list[str]
+) -> Callable[[int], tuple[int, int, str]]:
+    """Rows in event order: timestamp, then received_at, then message id."""
+    return lambda row: (ts[row], recv[row], mids[row])
+
+
+def _drop_copies(
+    chunk: _Chunk,
+) -> tuple[list[str], list[str], list[int], list[int], array[int], list[int]]:
+    """A first batch without the copies that lose (one dict, message id -> last row; only ids
+    that repeat are ranked one by one): message ids, user ids, timestamps, received_at, and
+    each event's first pair and number of pairs."""
+    mids, uids, ts, recv, bound = (
+        chunk.message_id,
+        chunk.user_id,
+        chunk.ts,
+        chunk.recv,
+        chunk.bound,
+    )
+    count = len(mids)
+    last = dict(zip(mids, range(count), strict=True))
+    if len(last) == count:
+        return (
+            mids,
+            uids,
+            ts,
+            recv,
+            array("q", islice(bound, count)),
+            list(map(sub, islice(bound, 1, None), bound)),
+        )
+    # Rows that are not the last of their message id: mark the last rows (a scatter into a
+    # byte per row, reading the dict in its own order) rather than look every id up again.
+    is_last = bytearray(count)
+    _consume(map(is_last.__setitem__, last.values(), repeat(1)))
+    repeated = compress(range(count), map(not_, is_last))
+    copies: dict[str, list[int]] = {}
+    for row in repeated:
+        copies.setdefault(mids[row], []).append(row)
+    alive = bytearray(b"\x01") * count
+    rank = _copy_rank(recv, ts, uids)
+    for mid, group in copies.items():
+        group.append(last[mid])
+        winner = min(group, key=rank)  # on a full tie, the first copy added
+        for row in group:
+            if row != winner:
+                alive[row] = 0
+    live_ts = list(compress(ts, alive))
+    return (
+        list(compress(mids, alive)),
+        list(compress(uids, alive)),
+        live_ts,
+        live_ts if recv is ts else list(compress(recv, alive)),
+        array("q", compress(bound, alive)),
+        list(compress(map(sub, islice(bound, 1, None), bound), alive)),
+    )
+
+
+def _group_by_user(
+    mids: list[str], uids: list[str], ts: list[int], recv: list[int]
+) -> tuple[list[str], dict[str, int], list[int], array[int], list[int], list[int]]:
+    """Users numbered in order of first appearance, and rows in (user, timestamp, received_at,
+    message id) order: ``(user ids, id -> number, each row's number, the row order, each
+    user's first position (and the end), the timestamps in that order)``.
+
+    A stable sort by user number (small integers) keeps each user's rows in arrival order;
+    only users whose rows are then not strictly increasing in time are sorted again on the
+    full key.
+    """
+    size = len(mids)
+    per_user = Counter(uids)
+    u_ids = list(per_user)
+    users = dict(zip(u_ids, range(len(u_ids)), strict=True))
+    codes = list(map(users.__getitem__, uids))
+    # Packed at once: a list of the sorted row numbers would point at int objects in row
+    # order, and every later pass over it would read them scattered over the heap.
+    order = array("q", sorted(range(size), key=codes.__getitem__))
+    starts = list(accumulate(per_user.values(), initial=0))
+    del per_user
+    # Gathered from a packed array, not from a list of int objects scattered over the heap:
+    # the random reads touch 8 bytes each, and the ints made are contiguous.
+    ts_packed = array("q", ts)
+    ts_sorted = list(map(ts_packed.__getitem__, order))
+    del ts_packed
+    # Positions j not after j - 1 in time, minus each user's first (set difference in C).
+    not_after = set(compress(range(1, size), map(le, islice(ts_sorted, 1, None), ts_sorted)))
+    not_after.difference_update(starts)
+    resorted: set[int] = set()
+    key = _time_order(ts, recv, mids)
+    for j in sorted(not_after):
+        user = bisect_right(starts, j) - 1
+        if user in resorted:
+            continue
+        resorted.add(user)
+        low, high = starts[user], starts[user + 1]
+        order[low:high] = array("q", sorted(order[low:high], key=key))
+        ts_sorted[low:high] = map(ts.__getitem__, order[low:high])
+    return u_ids, users, codes, order, starts, ts_sorted
 
 
 def _same(old: Any, new: Any) -> bool:

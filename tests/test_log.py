@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import attrs
 import pytest
 from reference import reference_snapshot, reference_state
 
@@ -363,6 +364,40 @@ def test_many_batches_with_reads_between_match_the_reference() -> None:
         )
     # the log did not keep every abandoned range
     assert len(log._e_ts) <= 2 * len(log) + 1024
+
+
+def test_one_large_batch_then_later_adds_match_the_reference() -> None:
+    """The bulk first build (duplicates resolved by rank, late arrivals, users re-sorted on
+    the full key, non-ASCII ids) and then adds that build the hash table from its columns."""
+    events = []
+    for i in range(4000):
+        user = f"user-{(i * 7919) % 53}"
+        values: dict[str, Any] = {"visits": i % 11} if i % 3 else {"vip": i % 2 == 0}
+        if i % 5 == 0:
+            values["visits"] = None  # an explicit clear
+        received = minute(i)
+        stamp = minute(i - 300) if i % 17 == 0 else received  # late: happened earlier
+        mid = f"msg-{i % 3300}" + ("é" if i % 13 == 0 else "")
+        events.append(IdentifyEvent(mid, user, stamp, values, received_at=received))
+    # copies of ids already used: some received earlier (they win), some later (they lose)
+    events += [
+        IdentifyEvent(e.message_id, "user-x", e.timestamp, {"vip": True}, received_at=minute(-5))
+        for e in events[100:400:9]
+    ]
+    events += [attrs.evolve(e, received_at=minute(9000)) for e in events[400:700:7]]
+    first, rest = events[:3000], events[3000:]
+    for ts in (minute(-400), minute(700), minute(2999), minute(9999)):
+        for known_at in (None, minute(1200)):
+            log = IdentifiesLog(VIP_SPACE, first)
+            assert log.snapshot(ts, known_at=known_at) == reference_snapshot(
+                VIP_SPACE, first, ts, known_at
+            )
+            log.extend(rest[:500])
+            log.extend(rest[500:])
+            want = reference_snapshot(VIP_SPACE, events, ts, known_at)
+            assert log.snapshot(ts, known_at=known_at) == want
+            assert IdentifiesLog(VIP_SPACE, events).snapshot(ts, known_at=known_at) == want
+    assert len(log) == len({e.message_id for e in events})
 
 
 def test_message_ids_in_any_script_and_lone_surrogates() -> None:
