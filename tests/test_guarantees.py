@@ -18,6 +18,7 @@ import personas_warehouse as pw
 from personas_warehouse.cli.spacefile import loads
 from personas_warehouse.log import IdentifiesLog
 from personas_warehouse.sql.ddl import create_statements, migrate_statements
+from personas_warehouse.sql.dml import insert_statements
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SPACE = pw.Space(
@@ -118,6 +119,14 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         lambda: create_statements(SPACE, "nosuchdb"),
         pw.UnknownDialectError,
         "known dialects",
+    ),
+    (
+        "id ending in a space on MySQL",
+        lambda: insert_statements(
+            SPACE, [pw.IdentifyEvent("m1 ", "u1", T0, {"vip": True})], "mysql"
+        ),
+        pw.UnsupportedValueError,
+        "space",
     ),
     (
         "malformed space file",
