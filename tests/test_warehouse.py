@@ -140,6 +140,24 @@ def test_sync_before_setup_says_to_call_setup(conn: Connection, schema: str) -> 
         wh.sync(ComputedResults(), at=T0)
 
 
+def test_a_connection_lost_before_the_sync_writes_is_a_warehouse_error(
+    conn: Connection, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver error while checking the tables (e.g. the server restarted between two syncs)
+    surfaces as a WarehouseError saying what to do, with the driver's error chained."""
+    wh = Warehouse(conn, make_space(schema))
+    wh.setup()
+    lost = ConnectionError("server closed the connection unexpectedly")
+
+    def columns(*_: object) -> dict[str, str]:
+        raise lost
+
+    monkeypatch.setattr(conn, "columns", columns)
+    with pytest.raises(WarehouseError, match=r"before writing anything.*run the same sync") as info:
+        wh.sync(ComputedResults(audiences={"vip": {"u1"}}), at=T0)
+    assert info.value.__cause__ is lost
+
+
 # --- syncing --------------------------------------------------------------------------------
 
 

@@ -788,9 +788,18 @@ class Warehouse:
                 "wait for it to finish"
             )
         try:
-            self._check_setup()
-            if self._row_level:
-                self._uses_array_parameters()  # probe now: not inside the transaction
+            try:
+                self._check_setup()
+                if self._row_level:
+                    self._uses_array_parameters()  # probe now: not inside the transaction
+            except PersonasWarehouseError:
+                raise
+            except Exception as err:
+                raise WarehouseError(
+                    f"sync {run_id} of schema {self.space.schema!r} could not read the "
+                    f"warehouse before writing anything: {type(err).__name__}: {err}; check the "
+                    "connection and run the same sync again"
+                ) from err
             try:
                 with self.connection.transaction():
                     result = self._sync_in_transaction(
