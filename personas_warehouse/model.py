@@ -51,6 +51,7 @@ __all__ = [
     "TraitType",
     "UserState",
     "ensure_aware",
+    "json_text",
     "portable_stem",
     "segment_snake_case",
     "validate_trait_value",
@@ -421,7 +422,12 @@ def validate_trait_value(key: str, type_: TraitType, value: Any, message_id: str
     )
 
 
-def _validate_json(where: str, value: Any) -> Any:
+def json_text(value: Any, where: str = "JSON value") -> str:
+    """A JSON document as text (``json.dumps``); NaN, infinities and NUL are refused.
+
+    >>> json_text({"a": "é"})
+    '{"a": "é"}'
+    """
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as err:
@@ -431,6 +437,11 @@ def _validate_json(where: str, value: Any) -> Any:
         ) from None
     if "\\u0000" in text:
         raise UnsupportedValueError(f"{where}: the JSON contains a NUL character; remove it")
+    return text
+
+
+def _validate_json(where: str, value: Any) -> Any:
+    text = json_text(value, where)
     if json.loads(text) != value:
         raise UnsupportedValueError(
             f"{where}: {value!r} does not survive a JSON round trip (tuples or non-string "

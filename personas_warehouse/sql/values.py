@@ -49,7 +49,7 @@ from typing import Any, Final
 from sqlglot import exp
 
 from personas_warehouse.errors import InvalidEventError, UnsupportedValueError
-from personas_warehouse.model import TraitType, ensure_aware
+from personas_warehouse.model import TraitType, ensure_aware, json_text
 from personas_warehouse.warehouses import Capabilities, capabilities
 
 __all__ = [
@@ -174,24 +174,6 @@ def timestamp_literal(
     text = timestamp_text(value) if mode == "cast-zoned" else _naive_text(value)
     # the parsed type is shared, not copied: rendering copies the whole tree anyway
     return exp.Cast(this=exp.Literal.string(text), to=_type_of(caps, type_name))
-
-
-def json_text(value: Any) -> str:
-    """A JSON document as text (``json.dumps``; NaN, infinities and NUL refused).
-
-    >>> json_text({"a": "é"})
-    '{"a": "é"}'
-    """
-    try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as err:
-        raise UnsupportedValueError(
-            f"{value!r} is not a JSON document ({err}); pass dicts with string keys, lists, "
-            "strings, finite numbers, booleans and None"
-        ) from None
-    if "\\u0000" in text:
-        raise UnsupportedValueError("the JSON document contains a NUL character; remove it")
-    return text
 
 
 def _string(value: str) -> exp.Literal:
