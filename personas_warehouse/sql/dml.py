@@ -239,6 +239,45 @@ def _col(name: str, qualifier: str | None = None) -> exp.Column:
     return exp.column(name, table=qualifier)
 
 
+def _merge(
+    target: exp.Table,
+    source: exp.Query,
+    columns: Sequence[str],
+    updatable: Sequence[str],
+    *,
+    when_matched: exp.Expr | None = None,
+) -> exp.Merge:
+    """``MERGE INTO target USING (source) ON id``: update ``updatable`` of a matched row (only
+    where ``when_matched`` holds, if given), insert ``columns`` of a new one."""
+    merge_target = target.copy()
+    merge_target.set("alias", exp.TableAlias(this=exp.to_identifier(_TARGET)))
+    return exp.Merge(
+        this=merge_target,
+        using=source.subquery(_SOURCE),
+        on=exp.EQ(this=_col("id", _TARGET), expression=_col("id", _SOURCE)),
+        whens=exp.Whens(
+            expressions=[
+                exp.When(
+                    matched=True,
+                    condition=when_matched,
+                    then=exp.Update(
+                        expressions=[
+                            exp.EQ(this=_col(c), expression=_col(c, _SOURCE)) for c in updatable
+                        ]
+                    ),
+                ),
+                exp.When(
+                    matched=False,
+                    then=exp.Insert(
+                        this=exp.Tuple(expressions=[_col(c) for c in columns]),
+                        expression=exp.Tuple(expressions=[_col(c, _SOURCE) for c in columns]),
+                    ),
+                ),
+            ]
+        ),
+    )
+
+
 def _earlier(
     caps: Capabilities, new: str | None, old: str | None, *, new_values: bool = False
 ) -> exp.Expr:
@@ -412,38 +451,8 @@ def identifies_trees(
     select_source = exp.select(*[_col(c, _SOURCE) for c in columns]).from_(relation)
 
     if upsert is Upsert.MERGE:
-        merge_target = target.copy()
-        merge_target.set("alias", exp.TableAlias(this=exp.to_identifier(_TARGET)))
-        return [
-            exp.Merge(
-                this=merge_target,
-                using=select_source.subquery(_SOURCE),
-                on=exp.EQ(this=_col("id", _TARGET), expression=_col("id", _SOURCE)),
-                whens=exp.Whens(
-                    expressions=[
-                        exp.When(
-                            matched=True,
-                            condition=exp.paren(_earlier(caps, _SOURCE, _TARGET)),
-                            then=exp.Update(
-                                expressions=[
-                                    exp.EQ(this=_col(c), expression=_col(c, _SOURCE))
-                                    for c in updatable
-                                ]
-                            ),
-                        ),
-                        exp.When(
-                            matched=False,
-                            then=exp.Insert(
-                                this=exp.Tuple(expressions=[_col(c) for c in columns]),
-                                expression=exp.Tuple(
-                                    expressions=[_col(c, _SOURCE) for c in columns]
-                                ),
-                            ),
-                        ),
-                    ]
-                ),
-            )
-        ]
+        condition = exp.paren(_earlier(caps, _SOURCE, _TARGET))
+        return [_merge(target, select_source, columns, updatable, when_matched=condition)]
 
     insert_new = exp.Insert(
         this=exp.Schema(this=target.copy(), expressions=[exp.to_identifier(c) for c in columns]),
@@ -550,35 +559,7 @@ def refresh_users_trees(
             )
         ]
     if caps.upsert is Upsert.MERGE:
-        merge_target = target.copy()
-        merge_target.set("alias", exp.TableAlias(this=exp.to_identifier(_TARGET)))
-        return [
-            exp.Merge(
-                this=merge_target,
-                using=ordered_rows.subquery(_SOURCE),
-                on=exp.EQ(this=_col("id", _TARGET), expression=_col("id", _SOURCE)),
-                whens=exp.Whens(
-                    expressions=[
-                        exp.When(
-                            matched=True,
-                            then=exp.Update(
-                                expressions=[
-                                    exp.EQ(this=_col(c), expression=_col(c, _SOURCE))
-                                    for c in updatable
-                                ]
-                            ),
-                        ),
-                        exp.When(
-                            matched=False,
-                            then=exp.Insert(
-                                this=exp.Tuple(expressions=[_col(c) for c in names]),
-                                expression=exp.Tuple(expressions=[_col(c, _SOURCE) for c in names]),
-                            ),
-                        ),
-                    ]
-                ),
-            )
-        ]
+        return [_merge(target, ordered_rows, names, updatable)]
     if caps.upsert is Upsert.REPLACING_MERGE_TREE:
         return [exp.Insert(this=schema, expression=ordered_rows)]
     if rebuild:
