@@ -66,6 +66,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final
@@ -1026,14 +1027,32 @@ class Warehouse:
         start = 0
         for size in _statement_sizes(total, per_statement):
             batch = rows[start : start + size]
-            key = (name, tuple(columns), None if update is None else tuple(update), size)
-            sql = self._statements.get(key)
-            if sql is None:
-                sql = self._sql(self._insert(name, columns, update=update, rows=size))
-                self._statements[key] = sql
+            sql = self._insert_sql(
+                name,
+                columns,
+                update,
+                size,
+                partial(self._insert, name, columns, update=update, rows=size),
+            )
             self.connection.execute(sql, [value for row in batch for value in row])
             start += size
             report(stage, start, total)
+
+    def _insert_sql(
+        self,
+        name: str,
+        columns: Sequence[str],
+        update: Sequence[str] | None,
+        shape: int | str,
+        build: Callable[[], exp.Insert],
+    ) -> str:
+        """The rendered insert of ``shape`` (rows per statement, or ``"arrays"``), built once
+        per table, columns and update list, then reused."""
+        key = (name, tuple(columns), None if update is None else tuple(update), shape)
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements[key] = self._sql(build())
+        return sql
 
     def _write_columns(
         self,
@@ -1048,11 +1067,9 @@ class Warehouse:
         """Insert ``rows`` as one array parameter per column:
         ``INSERT ... SELECT UNNEST(CAST(? AS type[])), ...`` (one statement shape for any
         number of rows; binding a few lists is ~10x faster than binding every value)."""
-        key = (name, tuple(columns), None if update is None else tuple(update), "arrays")
-        sql = self._statements.get(key)
-        if sql is None:
-            sql = self._sql(self._insert_arrays(name, columns, update))
-            self._statements[key] = sql
+        sql = self._insert_sql(
+            name, columns, update, "arrays", partial(self._insert_arrays, name, columns, update)
+        )
         size = max(1, self.batch_rows)
         total = len(rows)
         for start in range(0, total, size):
