@@ -43,6 +43,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cache
 from itertools import accumulate, chain, compress, cycle, islice, repeat
 from operator import (
     add,
@@ -615,26 +616,33 @@ class IdentifiesLog:
             self._compact()
 
     def _build_fresh(self, chunk: _Chunk) -> None:
-        """Index the first events of an empty log, in bulk (C-level passes, no hash table).
+        """Index the first events of an empty log, in bulk (no hash table).
 
-        A random permutation of a million rows is bound by memory latency, so as little as
-        possible is permuted, and from packed arrays or cached small ints rather than from
-        int objects scattered over the heap: message ids keep their arrival order (a message
-        id's slot is its live row number, so the buffer is one join); the user order, the
-        timestamps, each event's pair range and the pairs themselves are gathered;
-        ``received_at`` is copied from the timestamps and only the late events' are fixed.
-        The hash table that later adds need is built on the first of them
+        Copies are dropped with one dict (:func:`_drop_copies`); the rest is laid out by
+        :func:`_layout_numpy` where numpy is installed (sorts and gathers in C, several times
+        faster) and by :func:`_layout_python` otherwise; both give the same arrays. Message ids
+        keep their arrival order (a message id's slot is its live row number, so the buffer
+        is one join). The hash table that later adds need is built on the first of them
         (:meth:`_ensure_table`).
         """
         mids, uids, ts, recv, pair_start, pair_count = _drop_copies(chunk)
-        size = len(mids)
-        u_ids, users, codes, order, starts, ts_sorted = _group_by_user(mids, uids, ts, recv)
-        del uids
-        u_range = array(_INDEX, bytes(2 * len(u_ids) * array(_INDEX).itemsize))
-        u_range[0::2] = array(_INDEX, islice(starts, len(u_ids)))
-        u_range[1::2] = array(_INDEX, islice(starts, 1, None))
-        del starts
-        self._users, self._u_ids, self._u_range = users, u_ids, u_range
+        build = _layout_numpy if _accelerated() else _layout_python
+        layout = build(
+            mids=mids,
+            uids=uids,
+            ts=ts,
+            recv=recv,
+            pair_start=pair_start,
+            pair_count=pair_count,
+            codes_all=chunk.code,
+            values_all=chunk.value,
+            keys=self._keys,
+        )
+        del uids, ts, recv, pair_start, pair_count, chunk
+        self._users, self._u_ids, self._u_range = layout.users, layout.u_ids, layout.u_range
+        self._m_user, self._e_slot = layout.m_user, layout.e_slot
+        self._e_ts, self._e_recv, self._ends = layout.e_ts, layout.e_recv, layout.ends
+        self._t_code, self._t_value, self._a_code = layout.t_code, layout.t_value, layout.a_code
 
         # Message ids in arrival order: UTF-8 in one buffer (ASCII: offsets are str lengths).
         joined = "".join(mids)
@@ -646,44 +654,6 @@ class IdentifiesLog:
             self._blob = bytearray(b"".join(encoded))
             lengths = map(len, encoded)
         self._m_off = array("q", accumulate(lengths, initial=0))
-        del joined, mids
-        self._m_user = array(_INDEX, codes)
-        del codes
-        self._e_slot = array(_INDEX, order)
-        self._e_ts = array("q", ts_sorted)
-        del ts_sorted
-        self._e_recv = array("q", self._e_ts)
-        if recv is not ts:  # fix the positions of the events received after their timestamp
-            late = set(compress(range(size), map(ne, recv, ts)))
-            e_recv = self._e_recv
-            for position in compress(range(size), map(late.__contains__, order)):
-                e_recv[position] = recv[order[position]]
-            del late
-        del ts, recv
-
-        # Each event's pair range, gathered as a start (from a packed array) and a count (a
-        # cached small int); then every pair in position order, split into traits and
-        # audiences.
-        firsts = list(map(pair_start.__getitem__, order))
-        counts = list(map(pair_count.__getitem__, order))
-        del order, pair_start, pair_count
-        pairs = list(chain.from_iterable(map(range, firsts, map(add, firsts, counts))))
-        sorted_bound = list(accumulate(counts, initial=0))
-        del firsts, counts
-        key_codes = list(map(chunk.code.__getitem__, pairs))
-        values = list(map(chunk.value.__getitem__, pairs))
-        del pairs
-        t_code, t_value, a_code, t_bound, a_bound = self._keys.split(
-            key_codes, values, sorted_bound
-        )
-        del key_codes, values, sorted_bound
-        self._t_code = array(self._keys.code_type, t_code)
-        self._t_value = t_value
-        self._a_code = array(self._keys.code_type, a_code)
-        ends = array(_INDEX, bytes(2 * (size + 1) * array(_INDEX).itemsize))
-        ends[0::2] = array(_INDEX, t_bound)
-        ends[1::2] = array(_INDEX, a_bound)
-        self._ends = ends
 
     def _ensure_table(self) -> None:
         """Build the message-id hash table (deferred until an add to a non-empty log)."""
@@ -1337,9 +1307,9 @@ def _time_order(
 def _drop_copies(
     chunk: _Chunk,
 ) -> tuple[list[str], list[str], list[int], list[int], array[int], list[int]]:
-    """A first batch without the copies that lose (one dict, message id -> last row; only ids
-    that repeat are ranked one by one): message ids, user ids, timestamps, received_at, and
-    each event's first pair and number of pairs."""
+    """A first batch without the copies that lose (only ids that repeat are ranked one by
+    one): message ids, user ids, timestamps, received_at, and each event's first pair and
+    number of pairs."""
     mids, uids, ts, recv, bound = (
         chunk.message_id,
         chunk.user_id,
@@ -1348,8 +1318,8 @@ def _drop_copies(
         chunk.bound,
     )
     count = len(mids)
-    last = dict(zip(mids, range(count), strict=True))
-    if len(last) == count:
+    copies = _repeated_numpy(mids) if _accelerated() else _repeated_python(mids)
+    if not copies:
         return (
             mids,
             uids,
@@ -1358,18 +1328,9 @@ def _drop_copies(
             array("q", islice(bound, count)),
             list(map(sub, islice(bound, 1, None), bound)),
         )
-    # Rows that are not the last of their message id: mark the last rows (a scatter into a
-    # byte per row, reading the dict in its own order) rather than look every id up again.
-    is_last = bytearray(count)
-    _consume(map(is_last.__setitem__, last.values(), repeat(1)))
-    repeated = compress(range(count), map(not_, is_last))
-    copies: dict[str, list[int]] = {}
-    for row in repeated:
-        copies.setdefault(mids[row], []).append(row)
     alive = bytearray(b"\x01") * count
     rank = _copy_rank(recv, ts, uids)
-    for mid, group in copies.items():
-        group.append(last[mid])
+    for group in copies.values():
         winner = min(group, key=rank)  # on a full tie, the first copy added
         for row in group:
             if row != winner:
@@ -1383,6 +1344,46 @@ def _drop_copies(
         array("q", compress(bound, alive)),
         list(compress(map(sub, islice(bound, 1, None), bound), alive)),
     )
+
+
+def _repeated_python(mids: list[str]) -> dict[str, list[int]]:
+    """The rows of each message id that occurs more than once, in row order (one dict,
+    message id -> last row)."""
+    count = len(mids)
+    last = dict(zip(mids, range(count), strict=True))
+    if len(last) == count:
+        return {}
+    # Rows that are not the last of their message id: mark the last rows (a scatter into a
+    # byte per row, reading the dict in its own order) rather than look every id up again.
+    is_last = bytearray(count)
+    _consume(map(is_last.__setitem__, last.values(), repeat(1)))
+    copies: dict[str, list[int]] = {}
+    for row in compress(range(count), map(not_, is_last)):
+        copies.setdefault(mids[row], []).append(row)
+    for mid, group in copies.items():
+        group.append(last[mid])
+    return copies
+
+
+def _repeated_numpy(mids: list[str]) -> dict[str, list[int]]:
+    """:func:`_repeated_python`'s result from the ids' hashes: a sort of 64-bit integers
+    finds the rows whose hash repeats (every copy, and the rare collision), and only those
+    rows are grouped by their text. Hashing reads the ids in order, where filling a dict of
+    a million ids is bound by random memory access (several times slower)."""
+    import numpy as np  # noqa: PLC0415 (optional: the fast extra)
+
+    hashes = np.fromiter(map(hash, mids), dtype=np.int64, count=len(mids))
+    order = np.argsort(hashes, kind="stable")
+    same = hashes[order][1:] == hashes[order][:-1]
+    if not same.any():
+        return {}
+    candidate = np.zeros(len(mids), dtype=bool)
+    candidate[:-1] |= same
+    candidate[1:] |= same
+    groups: dict[str, list[int]] = {}
+    for row in np.sort(order[candidate]).tolist():
+        groups.setdefault(mids[row], []).append(row)
+    return {mid: rows for mid, rows in groups.items() if len(rows) > 1}
 
 
 def _group_by_user(
@@ -1425,6 +1426,192 @@ def _group_by_user(
         order[low:high] = array("q", sorted(order[low:high], key=key))
         ts_sorted[low:high] = map(ts.__getitem__, order[low:high])
     return u_ids, users, codes, order, starts, ts_sorted
+
+
+# --------------------------------------------------------------------------------------------
+# The first index of an empty log, laid out in bulk
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class _Layout:
+    """The columns of a freshly indexed log (see :class:`IdentifiesLog`'s slots)."""
+
+    u_ids: list[str]
+    users: dict[str, int]
+    u_range: array[int]
+    m_user: array[int]
+    e_slot: array[int]
+    e_ts: array[int]
+    e_recv: array[int]
+    ends: array[int]
+    t_code: array[int]
+    t_value: list[Any]
+    a_code: array[int]
+
+
+@cache
+def _numpy_installed() -> bool:
+    try:
+        import numpy  # noqa: F401, PLC0415 (optional: the fast extra)
+    except ImportError:
+        return False
+    return True
+
+
+def _accelerated() -> bool:
+    """Whether bulk indexing uses numpy (installed with the ``fast`` extra)."""
+    return _numpy_installed()
+
+
+def _layout_python(
+    *,
+    mids: list[str],
+    uids: list[str],
+    ts: list[int],
+    recv: list[int],
+    pair_start: array[int],
+    pair_count: list[int],
+    codes_all: list[int],
+    values_all: list[Any],
+    keys: _Keys,
+) -> _Layout:
+    """The layout of live rows, in pure Python (C-level passes over whole columns).
+
+    A random permutation of a million rows is bound by memory latency, so as little as
+    possible is permuted, and from packed arrays or cached small ints rather than from int
+    objects scattered over the heap: the user order, the timestamps, each event's pair range
+    and the pairs themselves are gathered; ``received_at`` is copied from the timestamps and
+    only the late events' are fixed.
+    """
+    size = len(mids)
+    u_ids, users, codes, order, starts, ts_sorted = _group_by_user(mids, uids, ts, recv)
+    u_range = array(_INDEX, bytes(2 * len(u_ids) * array(_INDEX).itemsize))
+    u_range[0::2] = array(_INDEX, islice(starts, len(u_ids)))
+    u_range[1::2] = array(_INDEX, islice(starts, 1, None))
+    del starts
+    e_ts = array("q", ts_sorted)
+    del ts_sorted
+    e_recv = array("q", e_ts)
+    if recv is not ts:  # fix the positions of the events received after their timestamp
+        late = set(compress(range(size), map(ne, recv, ts)))
+        for position in compress(range(size), map(late.__contains__, order)):
+            e_recv[position] = recv[order[position]]
+        del late
+    # Each event's pair range, gathered as a start (from a packed array) and a count (a
+    # cached small int); then every pair in position order, split into traits and audiences.
+    firsts = list(map(pair_start.__getitem__, order))
+    counts = list(map(pair_count.__getitem__, order))
+    pairs = list(chain.from_iterable(map(range, firsts, map(add, firsts, counts))))
+    sorted_bound = list(accumulate(counts, initial=0))
+    del firsts, counts
+    key_codes = list(map(codes_all.__getitem__, pairs))
+    values = list(map(values_all.__getitem__, pairs))
+    del pairs
+    t_code, t_value, a_code, t_bound, a_bound = keys.split(key_codes, values, sorted_bound)
+    del key_codes, values, sorted_bound
+    ends = array(_INDEX, bytes(2 * (size + 1) * array(_INDEX).itemsize))
+    ends[0::2] = array(_INDEX, t_bound)
+    ends[1::2] = array(_INDEX, a_bound)
+    return _Layout(
+        u_ids=u_ids,
+        users=users,
+        u_range=u_range,
+        m_user=array(_INDEX, codes),
+        e_slot=array(_INDEX, order),
+        e_ts=e_ts,
+        e_recv=e_recv,
+        ends=ends,
+        t_code=array(keys.code_type, t_code),
+        t_value=t_value,
+        a_code=array(keys.code_type, a_code),
+    )
+
+
+def _layout_numpy(
+    *,
+    mids: list[str],
+    uids: list[str],
+    ts: list[int],
+    recv: list[int],
+    pair_start: array[int],
+    pair_count: list[int],
+    codes_all: list[int],
+    values_all: list[Any],
+    keys: _Keys,
+) -> _Layout:
+    """:func:`_layout_python`'s result, with the sorts and gathers done by numpy.
+
+    Rows are ordered by one ``lexsort`` on (user number, timestamp, received_at); rows tied
+    on all three (rare) are put in message-id order in Python. Only the trait values, which
+    are Python objects, are gathered by Python.
+    """
+    import numpy as np  # noqa: PLC0415 (optional: the fast extra)
+
+    size = len(mids)
+    index_dtype = np.dtype(f"u{array(_INDEX).itemsize}")
+    u_ids = list(dict.fromkeys(uids))
+    users = dict(zip(u_ids, range(len(u_ids)), strict=True))
+    codes = np.fromiter(map(users.__getitem__, uids), dtype=np.int64, count=size)
+    ts_a = np.array(ts, dtype=np.int64)
+    recv_a = ts_a if recv is ts else np.array(recv, dtype=np.int64)
+    order = np.lexsort((recv_a, ts_a, codes))
+    e_ts, e_recv, user_sorted = ts_a[order], recv_a[order], codes[order]
+    same_user = user_sorted[1:] == user_sorted[:-1]
+    ties = same_user & (e_ts[1:] == e_ts[:-1]) & (e_recv[1:] == e_recv[:-1])
+    tied: list[int] = np.flatnonzero(ties).tolist()
+    run_start = 0
+    for i, j in enumerate(tied):  # position j ties with j + 1: runs of consecutive j
+        if i == len(tied) - 1 or tied[i + 1] != j + 1:
+            low, high = tied[run_start], j + 2
+            order[low:high] = sorted(order[low:high].tolist(), key=mids.__getitem__)
+            run_start = i + 1
+    del user_sorted, same_user, ties, tied
+
+    counts = np.bincount(codes, minlength=len(u_ids))
+    starts = np.zeros(len(u_ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    u_range = np.empty(2 * len(u_ids), dtype=index_dtype)
+    u_range[0::2] = starts[:-1]
+    u_range[1::2] = starts[1:]
+
+    pair_counts = np.array(pair_count, dtype=np.int64)[order]
+    sorted_bound = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(pair_counts, out=sorted_bound[1:])
+    total = int(sorted_bound[-1])
+    firsts = np.frombuffer(pair_start, dtype=np.int64)[order]
+    pairs = np.repeat(firsts - sorted_bound[:-1], pair_counts) + np.arange(total, dtype=np.int64)
+    del firsts, pair_counts
+    key_codes = np.array(codes_all, dtype=np.int64)[pairs]
+    is_trait = key_codes < keys.trait_count
+    t_value = list(map(values_all.__getitem__, pairs[is_trait].tolist()))
+    is_audience = ~is_trait
+    audience_values = np.fromiter(
+        map(values_all.__getitem__, pairs[is_audience].tolist()),
+        dtype=np.int64,
+        count=int(np.count_nonzero(is_audience)),
+    )
+    a_code = (key_codes[is_audience] - keys.trait_count) * 2 + audience_values
+    trait_cumulative = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(is_trait, out=trait_cumulative[1:])
+    t_bound = trait_cumulative[sorted_bound]
+    ends = np.empty(2 * (size + 1), dtype=index_dtype)
+    ends[0::2] = t_bound
+    ends[1::2] = sorted_bound - t_bound
+    code_dtype = np.dtype(f"u{array(keys.code_type).itemsize}")
+    return _Layout(
+        u_ids=u_ids,
+        users=users,
+        u_range=array(_INDEX, u_range.tobytes()),
+        m_user=array(_INDEX, codes.astype(index_dtype).tobytes()),
+        e_slot=array(_INDEX, order.astype(index_dtype).tobytes()),
+        e_ts=array("q", e_ts.tobytes()),
+        e_recv=array("q", e_recv.tobytes()),
+        ends=array(_INDEX, ends.tobytes()),
+        t_code=array(keys.code_type, key_codes[is_trait].astype(code_dtype).tobytes()),
+        t_value=t_value,
+        a_code=array(keys.code_type, a_code.astype(code_dtype).tobytes()),
+    )
 
 
 def _same(old: Any, new: Any) -> bool:

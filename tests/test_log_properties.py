@@ -4,16 +4,25 @@ on generated logs full of ties, duplicates, late arrivals, clears and exits with
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import counted, dedupe, reference_snapshot, reference_state
 
+from personas_warehouse import log as log_module
 from personas_warehouse.log import IdentifiesLog
-from personas_warehouse.model import IdentifyEvent, Space
+from personas_warehouse.model import (
+    Audience,
+    ComputedTrait,
+    IdentifyEvent,
+    Space,
+    TraitType,
+)
 from personas_warehouse.strategies import (
     DEFAULT_USER_IDS,
     aware_datetimes,
@@ -213,3 +222,64 @@ def test_state_equals_the_reference_soak(data: st.DataObject, case: Any) -> None
     ts = data.draw(times)
     known_at = data.draw(maybe_times)
     assert log.snapshot(ts, known_at=known_at) == reference_snapshot(space, events, ts, known_at)
+
+
+@settings(max_examples=300)
+@given(case=space_and_log(max_size=40))
+def test_numpy_layout_equals_the_pure_python_layout(case: Any) -> None:
+    """The bulk index built with numpy (the ``fast`` extra) is the pure-Python one, array for
+    array; the other properties here run on whichever is in use, so both equal the reference."""
+    pytest.importorskip("numpy")
+    space, events = case
+    keys = log_module._Keys(space)
+    chunk = keys.columns(events)
+    mids, uids, ts, recv, pair_start, pair_count = log_module._drop_copies(chunk)
+    arguments = {
+        "mids": mids,
+        "uids": uids,
+        "ts": ts,
+        "recv": recv,
+        "pair_start": pair_start,
+        "pair_count": pair_count,
+        "codes_all": chunk.code,
+        "values_all": chunk.value,
+        "keys": keys,
+    }
+    fast = log_module._layout_numpy(**arguments)
+    plain = log_module._layout_python(**arguments)
+    for field in attrs.fields(type(plain)):
+        expected, got = getattr(plain, field.name), getattr(fast, field.name)
+        assert type(got) is type(expected), field.name
+        assert got == expected, field.name
+        if isinstance(expected, array):
+            assert got.typecode == expected.typecode, field.name
+    assert all(map(same, fast.t_value, plain.t_value))
+
+
+def test_pure_python_index_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With numpy absent the log indexes in pure Python and answers the same."""
+    space = Space(audiences=[Audience("vip")], traits=[ComputedTrait("n", TraitType.INTEGER)])
+    at = [dt.datetime(2024, 1, 1, h, tzinfo=dt.UTC) for h in range(4)]
+    events = [
+        IdentifyEvent("b", "u1", at[1], {"vip": True}),
+        IdentifyEvent("a", "u1", at[1], {"vip": False, "n": 2}),  # tie: message id "a" first
+        IdentifyEvent("c", "u2", at[0], {"n": 5}, received_at=at[3]),
+        IdentifyEvent("b", "u1", at[1], {"vip": True}, received_at=at[2]),  # a later copy
+    ]
+    fast = IdentifiesLog(space, events)
+    monkeypatch.setattr(log_module, "_accelerated", lambda: False)
+    plain = IdentifiesLog(space, events)
+    assert len(plain) == len(fast) == 3
+    assert plain.snapshot(at[3]) == fast.snapshot(at[3]) == reference_snapshot(space, events, at[3])
+    assert plain.reconstruct_state("u1", at[1]).audiences == {"vip": True}
+
+
+@given(mids=st.lists(st.sampled_from(["a", "b", "c", "d", "é", "", "a\\x00"]), max_size=30))
+def test_numpy_copies_equal_the_pure_python_copies(mids: list[str]) -> None:
+    pytest.importorskip("numpy")
+    expected = log_module._repeated_python(mids)
+    assert log_module._repeated_numpy(mids) == expected
+    # every id hashing alike: the collisions are told apart by their text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(log_module, "hash", lambda _: 7, raising=False)
+        assert log_module._repeated_numpy(mids) == expected
