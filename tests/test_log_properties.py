@@ -283,3 +283,17 @@ def test_numpy_copies_equal_the_pure_python_copies(mids: list[str]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(log_module, "hash", lambda _: 7, raising=False)
         assert log_module._repeated_numpy(mids) == expected
+
+
+@given(uids=st.lists(st.sampled_from(["u1", "u2", "u3", "é", "", "u1 "]), max_size=30))
+def test_numpy_user_numbers_equal_first_appearance(uids: list[str]) -> None:
+    pytest.importorskip("numpy")
+    expected = list(dict.fromkeys(uids))
+    numbers = [expected.index(u) for u in uids]
+    u_ids, codes = log_module._number_users_numpy(uids)
+    assert (u_ids, codes.tolist()) == (expected, numbers)
+    # ids sharing a hash are still told apart
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(log_module, "hash", lambda u: len(u) % 2, raising=False)
+        u_ids, codes = log_module._number_users_numpy(uids)
+        assert (u_ids, codes.tolist()) == (expected, numbers)
