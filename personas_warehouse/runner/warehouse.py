@@ -67,9 +67,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from itertools import repeat
+from itertools import compress, repeat
+from operator import is_not
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 from sqlglot import exp
@@ -677,25 +678,42 @@ class Warehouse:
             exp.column("cleared_keys"),
             *[self._select_key(k) for k in keys],
         ).from_(identifies_source(self.space, self.caps))
+        rows = self._query(select)
+        if not rows:
+            return IdentifiesLog(self.space)
+        # Decoded column by column (C-level when the driver gave the right types); each
+        # event's values are then the non-NULL cells of its row, picked in C.
+        columns = list(zip(*rows, strict=True))
+        del rows
+        ids, user_ids, cleared_column = columns[0], columns[1], columns[4]
+        stamps = self._times(columns[2])
+        received = self._times(columns[3])
+        values_columns = [
+            self._decode_column(self._types[key], column)
+            for key, column in zip(keys, columns[5:], strict=True)
+        ]
+        del columns
+        value_rows = zip(*values_columns, strict=True) if keys else repeat(())
         by_column = {self._columns[k]: k for k in keys}
-        types = [self._types[k] for k in keys]
-        caps = self.caps
         events = []
-        for row in self._query(select):
-            values: dict[str, Any] = {}
-            for key, type_, raw in zip(keys, types, row[5:], strict=True):
-                if raw is not None:
-                    values[key] = decode_value(caps, type_, raw)
-            cleared: str | None = row[4]
+        for message_id, user_id, stamp, received_at, cleared, row in zip(
+            ids, user_ids, stamps, received, cleared_column, value_rows, strict=False
+        ):
+            values = dict(compress(zip(keys, row, strict=True), map(is_not, row, repeat(None))))
             if cleared:
                 for column in cleared.strip(CLEARED_DELIMITER).split(CLEARED_DELIMITER):
                     cleared_key = by_column.get(column)
                     if cleared_key is not None:
                         values[cleared_key] = None
-            events.append(
-                IdentifyEvent(row[0], row[1], _time(caps, row[2]), values, _time(caps, row[3]))
-            )
+            events.append(IdentifyEvent(message_id, user_id, stamp, values, received_at))
         return IdentifiesLog(self.space, events)
+
+    def _times(self, column: Sequence[Any]) -> Sequence[dt.datetime]:
+        """A NOT NULL timestamp column read back, as aware UTC datetimes."""
+        decoded = self._decode_column(TraitType.TIMESTAMP, column)
+        if None in decoded:
+            raise WarehouseError("a NOT NULL timestamp column of the warehouse holds NULL")
+        return cast("Sequence[dt.datetime]", decoded)
 
     # -- history -----------------------------------------------------------------------------
 
