@@ -46,6 +46,7 @@ from personas_warehouse.sql.values import (
 from personas_warehouse.warehouses import Capabilities, Upsert, capabilities
 
 __all__ = [
+    "IDENTIFIES_ALIAS",
     "UserIds",
     "as_of_query",
     "as_of_tree",
@@ -67,6 +68,9 @@ RECEIVED: Final = "_pw_r"
 CLEARED: Final = "_pw_c"
 COPY_RANK: Final = "_pw_copy"
 POSITION: Final = "_pw_rn"
+IDENTIFIES_ALIAS: Final = "_pw_i"
+"""The alias of ``identifies`` in the as-of plan (:func:`identifies_source`'s default); a ``log``
+given to :func:`counted_events_tree` in its place takes it too."""
 
 
 def _key_alias(index: int) -> str:
@@ -83,7 +87,9 @@ def key_types(space: Space) -> dict[str, TraitType | None]:
     return {key: types.get(key) for key in space.keys}
 
 
-def identifies_source(space: Space, dialect: str | Capabilities, alias: str = "_pw_i") -> exp.Expr:
+def identifies_source(
+    space: Space, dialect: str | Capabilities, alias: str = IDENTIFIES_ALIAS
+) -> exp.Expr:
     """The ``identifies`` table to read from (``FINAL`` where rows are versions).
 
     >>> from personas_warehouse.sql.render import render
@@ -165,9 +171,14 @@ def counted_events_tree(
     *,
     user_ids: UserIds | None = None,
     positions: bool = True,
+    log: exp.Expr | None = None,
 ) -> exp.Select:
     """Steps 1 and 2 of the plan: the events counted at ``ts``, one row each, with ``rn``
     (unless ``positions`` is false).
+
+    ``log``: the rows to read in place of ``identifies``, a relation laid out like it (``id``,
+    ``user_id``, ``timestamp``, ``received_at``, ``cleared_keys`` and the key columns) aliased
+    :data:`IDENTIFIES_ALIAS`; for example the log as a load is about to leave it.
 
     Columns: ``_pw_m`` (message id), ``_pw_u``, ``_pw_t``, ``_pw_r``, ``_pw_c``
     (``cleared_keys``), ``_pw_k<i>`` (the key columns in :func:`key_types` order) and
@@ -178,7 +189,7 @@ def counted_events_tree(
     keys = list(key_types(space))
     wanted = _wanted(user_ids)
 
-    source = identifies_source(space, caps)
+    source = identifies_source(space, caps) if log is None else log.copy()
     dedup = exp.select(
         exp.alias_(_column("id"), MESSAGE),
         exp.alias_(_column("user_id"), USER),
@@ -298,14 +309,21 @@ def as_of_tree(
     known_at: dt.datetime | None = None,
     *,
     user_ids: UserIds | None = None,
+    log: exp.Expr | None = None,
 ) -> exp.Select:
-    """The tree behind :func:`as_of_query`."""
+    """The tree behind :func:`as_of_query` (``log``: see :func:`counted_events_tree`)."""
     caps = capabilities(dialect)
     names = column_names(space, caps)
     types = key_types(space)
     keys = list(types)
     counted = counted_events_tree(
-        space, ts, caps, known_at, user_ids=user_ids, positions=not struct_arg_max(caps)
+        space,
+        ts,
+        caps,
+        known_at,
+        user_ids=user_ids,
+        positions=not struct_arg_max(caps),
+        log=log,
     )
     if struct_arg_max(caps):
         return _arg_max_tree(space, caps, counted)

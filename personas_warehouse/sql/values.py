@@ -62,8 +62,10 @@ __all__ = [
     "null_literal",
     "parameter_value",
     "read_column",
+    "timestamp_from_text",
     "timestamp_literal",
     "timestamp_text",
+    "timestamp_text_literal",
 ]
 
 _JSON_EXACT_INT: Final = 2**53
@@ -174,6 +176,41 @@ def timestamp_literal(
     text = timestamp_text(value) if mode == "cast-zoned" else _naive_text(value)
     # the parsed type is shared, not copied: rendering copies the whole tree anyway
     return exp.Cast(this=exp.Literal.string(text), to=_type_of(caps, type_name))
+
+
+def timestamp_text_literal(dialect: str | Capabilities, value: dt.datetime) -> exp.Literal:
+    """The text of a system timestamp as :func:`timestamp_literal` writes it, without a CAST.
+
+    For a relation of many rows whose column :func:`timestamp_from_text` types once (a CAST
+    per row costs more to build and render than the text itself).
+
+    >>> from personas_warehouse.sql.render import render
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> render(timestamp_text_literal("clickhouse", at), "clickhouse")
+    "'2024-01-01 00:00:00.000000'"
+    >>> render(timestamp_text_literal("postgres", at), "postgres")
+    "'2024-01-01 00:00:00.000000+00:00'"
+    """
+    caps = capabilities(dialect)
+    mode = _timestamp_mode(caps.timestamp_type, caps.sqlglot_dialect, caps.timezone_type)
+    text = timestamp_text(value) if mode in ("text", "cast-zoned") else _naive_text(value)
+    return exp.Literal.string(text)
+
+
+def timestamp_from_text(dialect: str | Capabilities, expression: exp.Expr) -> exp.Expr:
+    """``expression``, text as :func:`timestamp_text_literal` writes it, typed as the system
+    timestamps: a CAST to ``timestamp_type``, except where instants are text (SQLite).
+
+    >>> from personas_warehouse.sql.render import render
+    >>> render(timestamp_from_text("mysql", exp.column("t")), "mysql")
+    'CAST(`t` AS DATETIME(6))'
+    >>> render(timestamp_from_text("sqlite", exp.column("t")), "sqlite")
+    '"t"'
+    """
+    caps = capabilities(dialect)
+    if timestamps_are_text(caps):
+        return expression
+    return exp.Cast(this=expression, to=_type_of(caps, caps.timestamp_type).copy())
 
 
 def _string(value: str) -> exp.Literal:

@@ -178,6 +178,13 @@ class Capabilities:
     server's default would take ids differing in case or accents as equal (MySQL)."""
     struct_arg_max: ClassVar[bool] = False
     """``ARG_MAX(struct, struct) FILTER (WHERE ...)`` works: the one-pass as-of plan."""
+    delete_join: ClassVar[bool] = False
+    """Rows found by a query are deleted with ``DELETE t FROM t JOIN (query) ...`` instead of
+    ``DELETE FROM t WHERE id IN (query)``, which MariaDB (before 11.1) runs once per row of
+    ``t``: a scan of the whole table per load."""
+    values_column_names: ClassVar[bool] = True
+    """A ``VALUES`` list in ``FROM`` can name its columns, ``(VALUES ...) AS t(a, b)`` (or
+    sqlglot writes an equivalent); where it cannot (SQLite), a CTE ``t(a, b)`` names them."""
     primary_key: ClassVar[PrimaryKey] = PrimaryKey.DECLARED
     """How ``id`` is declared the key of each table."""
     table_format: ClassVar[str | None] = None

@@ -30,6 +30,7 @@ class MySQL(Capabilities):
     identifier_unit = IdentifierUnit.CHARS
     max_columns = 1017  # InnoDB
     upsert = Upsert.ON_DUPLICATE_KEY
+    delete_join = True  # MariaDB 10.11 runs `DELETE ... WHERE id IN (SELECT ...)` row by row
     columns_per_add_column = None
     add_column_if_not_exists = False  # MariaDB has it, MySQL does not
     transactional_ddl = False

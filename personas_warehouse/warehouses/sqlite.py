@@ -35,6 +35,7 @@ class SQLite(Capabilities):
     timestamp_text = TimestampText.TEXT
     max_statement_bytes = 1_000_000  # well under SQLITE_MAX_SQL_LENGTH
     timezone_type = False
+    values_column_names = False  # a derived table cannot name its columns: a CTE does
     column_types = MappingProxyType(
         {
             TraitType.BOOLEAN: "BOOLEAN",
