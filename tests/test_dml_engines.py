@@ -30,6 +30,9 @@ from personas_warehouse.naming import column_names
 from personas_warehouse.runner.connections import Connection
 from personas_warehouse.sql.ddl import create_statements
 from personas_warehouse.sql.dml import (
+    dedupe_batch,
+    displaced_users_statements,
+    identifies_trees,
     insert_rows,
     insert_statements,
     refresh_users_statements,
@@ -87,6 +90,30 @@ def load(
     now: dt.datetime,
 ) -> None:
     run(conn, caps, insert_statements(space, list(events), caps, now=now))
+
+
+def stage_rows(
+    conn: Connection,
+    space: Space,
+    caps: Capabilities,
+    events: Sequence[IdentifyEvent],
+    now: dt.datetime,
+) -> None:
+    """Write ``events`` to ``space``'s identifies table only (what a COPY into a staging table
+    laid out like identifies would leave there)."""
+    trees = identifies_trees(space, dedupe_batch(space, events), caps, now=now)
+    run(conn, caps, [render(tree, caps) for tree in trees])
+
+
+def load_rows(
+    conn: Connection, space: Space, caps: Capabilities, events: Sequence[IdentifyEvent]
+) -> None:
+    """The parameterised path: the displaced users first, executemany, then the users."""
+    style = "qmark" if conn.placeholder == "?" else "format"
+    run(conn, caps, displaced_users_statements(space, events, caps))
+    sql, rows = insert_rows(space, events, caps, paramstyle=style)  # type: ignore[arg-type]
+    conn.executemany(sql, rows)
+    run(conn, caps, refresh_users_statements(space, {e.user_id for e in events}, caps))
 
 
 def _decode_row(space: Space, caps: Capabilities, row: Sequence[Any]) -> tuple[str, UserState]:
@@ -447,13 +474,8 @@ def test_insert_rows_executemany(engine: Engine, request: pytest.FixtureRequest)
     with temporary_schema(connection) as schema:
         space = with_schema(SPACE, schema)
         setup_tables(connection, space, caps)
-        style = "qmark" if connection.placeholder == "?" else "format"
         for _ in range(2):
-            sql, rows = insert_rows(space, events, caps, paramstyle=style)  # type: ignore[arg-type]
-            connection.executemany(sql, rows)
-            run(
-                connection, caps, refresh_users_statements(space, {e.user_id for e in events}, caps)
-            )
+            load_rows(connection, space, caps, events)
         assert canonical(stored_events(connection, space, caps)) == canonical(dedupe(events))
         assert_users_match(connection, space, caps, events)
 
@@ -474,7 +496,7 @@ def test_staged_bulk_load(engine: Engine, connection: Connection) -> None:
         setup_tables(connection, staging_space, caps)
         # what a COPY would have put there: every copy (written one batch per copy)
         for copy in (events, extra):
-            run(connection, caps, insert_statements(staging_space, copy, caps, now=at(9))[:1])
+            stage_rows(connection, staging_space, caps, copy, now=at(9))
         for attempt in range(2):
             run(
                 connection,
@@ -495,8 +517,8 @@ BATCH_EXAMPLES = {"sqlite": 15, "duckdb": 15, "postgres": 10, "mysql": 10, "chdb
 
 def test_batches_in_any_order(engine: Engine, connection: Connection) -> None:
     """A random log cut into batches loaded in a random order (overlapping, copies arriving
-    late or early) ends as one load of everything: identifies deduplicated, users == the
-    reference. Copies of a message keep one user here (see docs/sql.md, known limitations)."""
+    late or early, under the same user or another) ends as one load of everything:
+    identifies deduplicated, users == the reference."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
@@ -515,20 +537,16 @@ def test_batches_in_any_order(engine: Engine, connection: Connection) -> None:
     def body(data: Any) -> None:
         space0 = data.draw(spaces(max_keys=4), label="space")
         raw = data.draw(event_logs(space0, max_size=16), label="events")
-        owner: dict[str, str] = {}
         events = []
         ranks = set()
         for e in raw:
-            user = owner.setdefault(e.message_id, e.user_id)
-            rank = (e.message_id, e.received_at, e.timestamp)
+            rank = (e.message_id, e.received_at, e.timestamp, e.user_id)
             if rank in ranks:
                 # copies tied on the whole dedupe rank: DESIGN.md does not say which wins, so
-                # the first loaded stays (order-dependent; reported)
+                # the first loaded stays (order-dependent; see docs/sql.md)
                 continue
             ranks.add(rank)
-            events.append(
-                IdentifyEvent(e.message_id, user, e.timestamp, e.values, received_at=e.received_at)
-            )
+            events.append(e)
         order = data.draw(st.permutations(range(len(events))), label="order")
         cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=3), label="cuts"))
         shuffled = [events[i] for i in order]
@@ -546,3 +564,132 @@ def test_batches_in_any_order(engine: Engine, connection: Connection) -> None:
             assert_users_match(connection, space, caps, events)
 
     body()
+
+
+# --------------------------------------------------------------------------------------------
+# A message id resent under another user, across loads: the user who loses the event
+# --------------------------------------------------------------------------------------------
+
+RESENT_SPACE = Space(
+    traits=[ComputedTrait("plan"), ComputedTrait("n", TraitType.INTEGER)],
+    audiences=[Audience("vip")],
+)
+
+# name -> (first load, second load, users with a row after the second load)
+RESENT: dict[str, tuple[list[IdentifyEvent], list[IdentifyEvent], set[str]]] = {
+    # A's only event m1 is replaced by an earlier copy of m1 under B: A's row goes
+    "only-event-replaced": (
+        [
+            IdentifyEvent("m1", "A", at(1), {"plan": "a", "vip": True}, received_at=at(5)),
+            IdentifyEvent("k1", "K", at(1), {"plan": "k"}),
+        ],
+        [IdentifyEvent("m1", "B", at(2), {"plan": "b"}, received_at=at(3))],
+        {"B", "K"},
+    ),
+    # A has two events and loses one: its row is the reconstruction of the other
+    "one-of-two-replaced": (
+        [
+            IdentifyEvent("m1", "A", at(3), {"plan": "a1", "n": 1}, received_at=at(5)),
+            IdentifyEvent("m2", "A", at(1), {"plan": "a2", "vip": False}),
+        ],
+        [IdentifyEvent("m1", "B", at(2), {"vip": True}, received_at=at(4))],
+        {"A", "B"},
+    ),
+    # a later copy under another user is ignored: nothing changes
+    "later-copy-ignored": (
+        [IdentifyEvent("m1", "A", at(1), {"plan": "a"}, received_at=at(2))],
+        [IdentifyEvent("m1", "B", at(1), {"plan": "b"}, received_at=at(6))],
+        {"A"},
+    ),
+    # A is a user of the batch, but its one batch event is a later copy of C's message and
+    # its only stored event is taken by B: A is left with nothing
+    "batch-user-left-empty": (
+        [
+            IdentifyEvent("m1", "A", at(1), {"plan": "a"}, received_at=at(5)),
+            IdentifyEvent("m2", "C", at(1), {"plan": "c"}, received_at=at(1)),
+        ],
+        [
+            IdentifyEvent("m1", "B", at(1), {"plan": "b"}, received_at=at(2)),
+            IdentifyEvent("m2", "A", at(1), {"plan": "a2"}, received_at=at(3)),
+        ],
+        {"B", "C"},
+    ),
+    # copies received at the same instant: the earlier timestamp, then the smaller user id
+    # (by code point: "Z" < "a") wins; a loses m1 to Z and keeps m2, whose copy under D is later
+    "ties-on-received-at": (
+        [
+            IdentifyEvent("m1", "a", at(3), {"plan": "a1"}, received_at=at(5)),
+            IdentifyEvent("m2", "a", at(2), {"plan": "a2", "n": 7}, received_at=at(5)),
+        ],
+        [
+            IdentifyEvent("m1", "Z", at(3), {"plan": "z"}, received_at=at(5)),
+            IdentifyEvent("m2", "D", at(3), {"plan": "d"}, received_at=at(5)),
+        ],
+        {"a", "Z"},
+    ),
+}
+
+
+def _paths(engine: Engine) -> list[tuple[str, Capabilities]]:
+    """Every way a load can run on ``engine``: the statements under each upsert strategy, the
+    staged path under each, and the parameterised path where the engine has it."""
+    paths: list[tuple[str, Capabilities]] = []
+    for caps in strategies_for(engine):
+        paths += [("statements", caps), ("staged", caps)]
+        if caps.upsert in (Upsert.ON_CONFLICT, Upsert.ON_DUPLICATE_KEY):
+            paths.append(("rows", caps))
+    return paths
+
+
+def _load_by(
+    conn: Connection,
+    path: str,
+    space: Space,
+    caps: Capabilities,
+    events: list[IdentifyEvent],
+    *,
+    now: dt.datetime,
+) -> None:
+    if path == "statements":
+        load(conn, space, caps, events, now=now)
+    elif path == "rows":
+        load_rows(conn, space, caps, events)
+    else:
+        with temporary_schema(conn) as stage:
+            staging_space = with_schema(space, stage)
+            setup_tables(conn, staging_space, caps)
+            for event in events:  # one write per copy: the staging table holds every copy
+                stage_rows(conn, staging_space, caps, [event], now)
+            run(
+                conn,
+                caps,
+                staged_insert_statements(space, "identifies", caps, staging_schema=stage, now=now),
+            )
+
+
+@pytest.mark.parametrize("scenario", list(RESENT))
+def test_message_resent_under_another_user(
+    engine: Engine, connection: Connection, scenario: str
+) -> None:
+    """An earlier copy of a stored message under another user takes the event from the stored
+    copy's user: that user's row is recomputed without it (and goes when nothing is left);
+    a later copy changes nothing. On every strategy and write path."""
+    first, second, present = RESENT[scenario]
+    everything = first + second
+    for path, caps in _paths(engine):
+        with temporary_schema(connection) as schema:
+            space = with_schema(RESENT_SPACE, schema)
+            setup_tables(connection, space, caps)
+            _load_by(connection, path, space, caps, first, now=at(10))
+            before = users_table(connection, space, caps)
+            assert set(before) == {e.user_id for e in first}, (path, caps)
+            _load_by(connection, path, space, caps, second, now=at(11))
+            where = (scenario, path, type(caps).__name__)
+            assert canonical(dedupe(stored_events(connection, space, caps))) == canonical(
+                dedupe(everything)
+            ), where
+            after = users_table(connection, space, caps)
+            assert set(after) == present, where
+            assert_users_match(connection, space, caps, everything)
+            if scenario == "later-copy-ignored":
+                assert after == before, where

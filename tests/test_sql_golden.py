@@ -73,13 +73,38 @@ def test_no_unportable_constructs(dialect: str) -> None:
             assert construct not in upper, (construct, sql)
 
 
+def target(statement: exp.Expr) -> str:
+    """The table a DELETE, INSERT or MERGE writes."""
+    table = statement.find(exp.Table)
+    assert table is not None
+    return table.name
+
+
+def identifies_write(
+    dialect: str, space: Space = SPACE, events: list[IdentifyEvent] = EVENTS
+) -> str:
+    """The statement of ``insert_statements`` that writes ``identifies``."""
+    (write,) = [
+        sql
+        for sql in insert_statements(space, events, dialect, now=T)
+        if target(sqlglot.parse_one(sql, read=dialect)) == "identifies"
+    ]
+    return write
+
+
 @pytest.mark.parametrize("dialect", CLOUD)
 def test_upserts_follow_the_flag(dialect: str) -> None:
     caps = capabilities(dialect)
-    statements = insert_statements(SPACE, EVENTS, dialect, now=T)
-    kinds = [type(sqlglot.parse_one(s, read=dialect)) for s in statements]
+    trees = [
+        sqlglot.parse_one(s, read=dialect) for s in insert_statements(SPACE, EVENTS, dialect, now=T)
+    ]
+    kinds = [type(tree) for tree in trees]
+    targets = [target(tree) for tree in trees]
+    # the users a copy of another user takes events from (deleted, then recomputed), then
+    # identifies, then the users of the batch
+    assert targets == ["users", "users", "identifies", "users"]
     if caps.upsert is Upsert.MERGE:
-        assert kinds == [exp.Merge, exp.Merge]
+        assert kinds == [exp.Delete, exp.Insert, exp.Merge, exp.Merge]
     else:  # pragma: no cover - every cloud warehouse here merges today
         assert kinds
 
@@ -124,7 +149,7 @@ def test_snowflake_as_of_golden() -> None:
 def test_bigquery_identifies_merge_golden() -> None:
     space = Space(audiences=[Audience("vip")])
     event = IdentifyEvent("m1", "u1", T, {"vip": True})
-    (identifies, _users) = insert_statements(space, [event], "bigquery", now=T)
+    identifies = identifies_write("bigquery", space, [event])
     ts = "CAST('2024-01-01 00:00:00.000000+00:00' AS TIMESTAMP)"
     cols = ["id", "user_id", "timestamp", "received_at", "uuid_ts", "cleared_keys", "vip"]
     source = ", ".join(f"`_pw_s`.`{c}`" for c in cols)
@@ -150,17 +175,17 @@ def test_bigquery_identifies_merge_golden() -> None:
 
 
 def test_values_per_cloud_dialect() -> None:
-    merge = insert_statements(SPACE, EVENTS, "redshift", now=T)[0]
+    merge = identifies_write("redshift")
     assert "JSON_PARSE('{\"a\": [1]}')" in merge
     assert "'it\\'s a\\\\b'" in merge  # Redshift escapes with backslashes
-    merge = insert_statements(SPACE, EVENTS, "tsql", now=T)[0]
+    merge = identifies_write("tsql")
     assert "CAST('2024-01-01 00:00:00.000000+00:00' AS DATETIMEOFFSET(6))" in merge
     assert "'it''s a\\b'" in merge
     tree = sqlglot.parse_one(merge, read="tsql")
     assert not list(tree.find_all(exp.Boolean))  # BIT columns take 1 / 0
-    merge = insert_statements(SPACE, EVENTS, "snowflake", now=T)[0]
+    merge = identifies_write("snowflake")
     assert "PARSE_JSON('{\"a\": [1]}')" in merge
     for dialect in ("trino", "databricks"):  # JSON is a text column there
-        merge = insert_statements(SPACE, EVENTS, dialect, now=T)[0]
+        merge = identifies_write(dialect)
         assert "'{\"a\": [1]}'" in merge
         assert "PARSE" not in merge

@@ -2,11 +2,14 @@
 
 :func:`insert_statements` turns identify events into statements that
 
-1. write each event to ``identifies`` once per message id. Running them again, or loading
+1. bring the ``users`` rows of the users the write is about to take events from up to date
+   (:func:`displaced_users_trees`: an earlier copy of a stored message under another user
+   replaces the stored copy, and its user can no longer be found once it is gone);
+2. write each event to ``identifies`` once per message id. Running them again, or loading
    overlapping batches, leaves one row per message id; a copy received *earlier* than the
    stored one takes its place (DESIGN.md's dedupe rule: earliest ``received_at``, then
    earliest ``timestamp``, then smallest ``user_id``);
-2. recompute the ``users`` rows of the users in the batch from ``identifies`` with the as-of
+3. recompute the ``users`` rows of the users in the batch from ``identifies`` with the as-of
    query (no upper time bound) and upsert them, so ``users`` always equals the
    reconstruction of every user with every event the table holds.
 
@@ -40,16 +43,16 @@ Statements longer than the warehouse's ``max_statement_bytes`` are split into sm
 >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 >>> sqls = insert_statements(space, [IdentifyEvent("m1", "u1", at, {"vip": True})], "postgres",
 ...                          now=at)
->>> print(sqls[0][:60])
+>>> [sql.split(" ")[0] for sql in sqls]  # displaced users (2), identifies, users of the batch
+['DELETE', 'INSERT', 'INSERT', 'INSERT']
+>>> print(sqls[2][:60])
 INSERT INTO "personas_default"."identifies" ("id", "user_id"
->>> len(sqls)
-2
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal
 
 from sqlglot import exp
@@ -61,7 +64,14 @@ from personas_warehouse.errors import (
 )
 from personas_warehouse.model import IdentifyEvent, Space, TraitType, ensure_aware
 from personas_warehouse.naming import column_names
-from personas_warehouse.sql.query import UserIds, as_of_tree, binary_text, key_types
+from personas_warehouse.sql.query import (
+    IDENTIFIES_ALIAS,
+    UserIds,
+    as_of_tree,
+    binary_text,
+    identifies_source,
+    key_types,
+)
 from personas_warehouse.sql.render import render
 from personas_warehouse.sql.tables import (
     CLEARED_DELIMITER,
@@ -75,7 +85,9 @@ from personas_warehouse.sql.values import (
     literal,
     null_literal,
     parameter_value,
+    timestamp_from_text,
     timestamp_literal,
+    timestamp_text_literal,
 )
 from personas_warehouse.warehouses import Capabilities, Upsert, capabilities
 
@@ -85,6 +97,8 @@ __all__ = [
     "check_ids",
     "cleared_keys",
     "dedupe_batch",
+    "displaced_users_statements",
+    "displaced_users_trees",
     "identifies_trees",
     "insert_rows",
     "insert_statements",
@@ -101,6 +115,11 @@ Paramstyle = Literal["qmark", "format", "numeric"]
 _SOURCE: Final = "_pw_s"
 _TARGET: Final = "_pw_t"
 _STORED: Final = "_pw_x"
+_BATCH: Final = "_pw_b"
+_BATCH_VALUES: Final = "_pw_v"
+_BATCH_COLUMNS: Final = ("id", "user_id", "timestamp", "received_at")
+_BATCH_USERS: Final = "_pw_bu"
+_OWNERS: Final = "_pw_owners"
 
 
 class StatementTooLargeError(PersonasWarehouseError):
@@ -484,6 +503,29 @@ def identifies_trees(
 # --------------------------------------------------------------------------------------------
 
 
+def _users_rows(
+    space: Space,
+    caps: Capabilities,
+    wanted: list[str] | exp.Query | None,
+    now: dt.datetime,
+    *,
+    log: exp.Expr | None = None,
+) -> exp.Select:
+    """The ``users`` rows of ``wanted`` recomputed from ``identifies`` (or ``log``, read in its
+    place: see :func:`~personas_warehouse.sql.query.counted_events_tree`) with no upper time
+    bound, in the table's column order, written at ``now``."""
+    names = [c.name for c in users_columns(space, caps)]
+    state = as_of_tree(space, None, caps, user_ids=wanted, log=log)
+    extra: list[exp.Expr] = [exp.alias_(timestamp_literal(caps, now), "uuid_ts")]
+    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
+        extra.append(exp.alias_(exp.Literal.number(version_of(now)), "version"))
+    rows = exp.select(
+        *[_col(c, _SOURCE) for c in names if c not in ("uuid_ts", "version")], *extra
+    ).from_(state.subquery(_SOURCE))
+    # the as-of query's columns are users' columns without uuid_ts / version, in order
+    return exp.select(*[_col(c) for c in names]).from_(rows.subquery("_pw_rows"))
+
+
 def refresh_users_trees(
     space: Space,
     user_ids: UserIds | None,
@@ -509,15 +551,7 @@ def refresh_users_trees(
         wanted = sorted(set(user_ids))
         if not wanted:
             return []
-    state = as_of_tree(space, None, caps, user_ids=wanted)
-    extra: list[exp.Expr] = [exp.alias_(timestamp_literal(caps, now), "uuid_ts")]
-    if caps.upsert is Upsert.REPLACING_MERGE_TREE:
-        extra.append(exp.alias_(exp.Literal.number(version_of(now)), "version"))
-    rows = exp.select(
-        *[_col(c, _SOURCE) for c in names if c not in ("uuid_ts", "version")], *extra
-    ).from_(state.subquery(_SOURCE))
-    # the as-of query's columns are users' columns without uuid_ts / version, in order
-    ordered_rows = exp.select(*[_col(c) for c in names]).from_(rows.subquery("_pw_rows"))
+    ordered_rows = _users_rows(space, caps, wanted, now)
     schema = exp.Schema(this=target, expressions=[exp.to_identifier(c) for c in names])
     updatable = [c for c in names if c != "id"]
 
@@ -592,6 +626,266 @@ def refresh_users_statements(
 
 
 # --------------------------------------------------------------------------------------------
+# users displaced by a load: an earlier copy of a stored message under another user
+# --------------------------------------------------------------------------------------------
+
+
+def _key_text(caps: Capabilities, expression: exp.Expr) -> exp.Expr:
+    """An id of the batch compared as the id columns compare (their ``key_collation``)."""
+    if caps.key_collation is None:
+        return expression
+    return exp.Collate(this=expression, expression=exp.to_identifier(caps.key_collation))
+
+
+def _batch_texts(caps: Capabilities, events: Sequence[IdentifyEvent]) -> list[tuple[str, ...]]:
+    """The rows of :func:`_batch_select` as text: ``(id, user_id, timestamp, received_at)`` per
+    event, timestamps as :func:`timestamp_text_literal` writes them."""
+    return [
+        (
+            e.message_id,
+            e.user_id,
+            timestamp_text_literal(caps, e.timestamp).name,
+            timestamp_text_literal(caps, e.received_at).name,
+        )
+        for e in events
+    ]
+
+
+def _batch_select(caps: Capabilities) -> exp.Select:
+    """The batch's ``id, user_id, timestamp, received_at``: all the statements before the write
+    need of a copy (its rank; and its users are the users of the batch). Timestamps are text
+    in the rows, typed once around them (a CAST per row costs more to render than the row).
+
+    The ``VALUES`` list is left empty: :func:`_fill_batch` puts the rows into the finished
+    statement (sqlglot's builders copy their operands, and copying thousands of rows at each
+    step would cost more than everything else)."""
+    names = exp.TableAlias(
+        this=exp.to_identifier(_BATCH_VALUES),
+        columns=[exp.to_identifier(c) for c in _BATCH_COLUMNS],
+    )
+    typed = exp.select(
+        exp.alias_(_key_text(caps, _col("id")), "id"),
+        exp.alias_(_key_text(caps, _col("user_id")), "user_id"),
+        exp.alias_(timestamp_from_text(caps, _col("timestamp")), "timestamp"),
+        exp.alias_(timestamp_from_text(caps, _col("received_at")), "received_at"),
+    )
+    if caps.values_column_names:
+        return typed.from_(exp.Values(expressions=[], alias=names), copy=False)
+    # no column names on a VALUES list in FROM (SQLite): a CTE names them
+    typed = typed.from_(exp.to_identifier(_BATCH_VALUES), copy=False)
+    typed.set(
+        "with_", exp.With(expressions=[exp.CTE(this=exp.Values(expressions=[]), alias=names)])
+    )
+    return typed
+
+
+def _fill_batch(tree: exp.Expression, texts: Sequence[tuple[str, ...]]) -> exp.Expression:
+    """``tree`` with the rows ``texts`` in every empty ``VALUES`` of :func:`_batch_select`."""
+    for values in tree.find_all(exp.Values):
+        rows = [exp.Tuple(expressions=[exp.Literal.string(v) for v in row]) for row in texts]
+        values.set("expressions", rows)
+    return tree
+
+
+def _delete_users(space: Space, caps: Capabilities, user_ids: exp.Select) -> exp.Delete:
+    """``DELETE`` the ``users`` rows of the users ``user_ids`` returns (one column)."""
+    target = table(space, USERS)
+    if not caps.delete_join:
+        return exp.Delete(
+            this=target,
+            where=exp.Where(this=exp.In(this=_col("id"), query=exp.Subquery(this=user_ids))),
+        )
+    # DELETE _pw_y FROM users AS _pw_y JOIN (SELECT DISTINCT ...) AS _pw_d ON ... (the
+    # alias: MySQL resolves a bare name in the delete list in the default database)
+    alias, found = "_pw_y", "_pw_d"
+    target.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    target.set(
+        "joins",
+        [
+            exp.Join(
+                this=user_ids.distinct().subquery(found),
+                on=exp.EQ(this=_col("id", alias), expression=_col("user_id", found)),
+            )
+        ],
+    )
+    return exp.Delete(this=target, tables=[exp.table_(alias)])
+
+
+def displaced_users_trees(
+    space: Space,
+    events: Sequence[IdentifyEvent],
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime,
+    staging: exp.Table | None = None,
+) -> list[exp.Expression]:
+    """The statements to run *before* writing one (deduplicated) batch to ``identifies`` so
+    that ``users`` stays the reconstruction of the users the write takes events from.
+
+    A batch copy of a stored message that ranks earlier replaces the stored copy (``_earlier``,
+    the test the write uses); when the two copies have different users, the stored copy's user
+    loses the event. After the write that user can no longer be found (the stored copy is
+    gone), so before it, with the displaced users = the users of the stored copies replaced
+    by a batch copy of another user (found through the batch's ids, the primary key):
+
+    1. ``DELETE`` the ``users`` rows of the displaced users;
+    2. ``INSERT`` the rows of the displaced users who are not users of the batch (those are
+       refreshed after the write), recomputed from ``identifies`` without the rows the batch
+       replaces. A user left with no event gets no row (and a displaced user of the batch left
+       with none keeps the deletion: the refresh after the write writes no row for it).
+
+    Step 2 reads ``identifies`` as holding one row per message id, which it does under every
+    strategy but ``REBUILD`` (primary key; ``FINAL`` on ClickHouse). ``REBUILD`` needs
+    nothing: ``users`` is rebuilt whole after the write. With ``staging``, the batch is that
+    table's rows (every copy; laid out like ``identifies``).
+    """
+    caps = capabilities(dialect)
+    if not space.sync_users or caps.upsert is Upsert.REBUILD:
+        return []
+    if staging is None and not events:
+        return []
+
+    def inline(alias: str) -> exp.Expr:
+        # the batch's copies, written out: the staging table, or the batch's VALUES
+        if staging is not None:
+            relation = staging.copy()
+            relation.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+            return relation
+        return _batch_select(caps).subquery(alias)
+
+    def named(alias: str) -> exp.Expr:
+        # the batch's copies where the statement names them once (the CTE _pw_b)
+        if staging is not None:
+            return inline(alias)
+        return exp.Table(
+            this=exp.to_identifier(_BATCH), alias=exp.TableAlias(this=exp.to_identifier(alias))
+        )
+
+    def taken(batch: Callable[[str], exp.Expr], *columns: str) -> exp.Select:
+        # the stored copies a batch copy of another user ranks before: the write replaces them
+        return (
+            exp.select(*[exp.alias_(_col(c, _STORED), c) for c in columns])
+            .from_(batch(_BATCH), copy=False)
+            .join(
+                identifies_source(space, caps, _STORED),
+                on=exp.EQ(this=_col("id", _STORED), expression=_col("id", _BATCH)),
+                copy=False,
+            )
+            .where(
+                exp.paren(_earlier(caps, _BATCH, _STORED)),
+                exp.NEQ(this=_col("user_id", _STORED), expression=_col("user_id", _BATCH)),
+                copy=False,
+            )
+        )
+
+    # 1. the users rows of every displaced user go first (the batch written out: ClickHouse
+    # resolves no CTE in the condition of a DELETE)
+    delete = _delete_users(space, caps, taken(inline, "user_id"))
+
+    # 2. identifies as the write will leave it, for the displaced users not in the batch:
+    # their rows but the taken ones. When nothing is taken (the common case) no engine should
+    # read identifies: the users drive a join (MariaDB scans the table for an IN), and an
+    # uncorrelated EXISTS (SQLite and ClickHouse test it once, before any scan) guards it.
+    # Every subquery is uncorrelated (ClickHouse takes none inside a JOIN)
+    batch_users = exp.select(_col("user_id", _BATCH_USERS)).from_(named(_BATCH_USERS))
+    outside = taken(named, "id", "user_id").where(
+        exp.Not(this=exp.In(this=_col("user_id", _STORED), query=exp.Subquery(this=batch_users))),
+        copy=False,
+    )
+    owners = (
+        exp.select(_col("user_id"))
+        .from_(outside.subquery("_pw_o"), copy=False)
+        .distinct(copy=False)
+    )
+    log = (
+        exp.select(*[_col(c, IDENTIFIES_ALIAS) for c in _identifies_names(space, caps)])
+        .from_(identifies_source(space, caps), copy=False)
+        .join(
+            owners.subquery(_OWNERS),
+            on=exp.EQ(this=_col("user_id", IDENTIFIES_ALIAS), expression=_col("user_id", _OWNERS)),
+            copy=False,
+        )
+        .where(
+            exp.Exists(this=taken(named, "id")),
+            exp.Not(
+                this=exp.In(
+                    this=_col("id", IDENTIFIES_ALIAS),
+                    query=exp.Subquery(this=taken(named, "id")),
+                )
+            ),
+            copy=False,
+        )
+    )
+    if staging is None:
+        log.set(
+            "with_",
+            exp.With(
+                expressions=[
+                    exp.CTE(
+                        this=_batch_select(caps),
+                        alias=exp.TableAlias(this=exp.to_identifier(_BATCH)),
+                    )
+                ]
+            ),
+        )
+    names = [c.name for c in users_columns(space, caps)]
+    insert = exp.Insert(
+        this=exp.Schema(
+            this=table(space, USERS), expressions=[exp.to_identifier(c) for c in names]
+        ),
+        expression=_users_rows(
+            space, caps, None, ensure_aware(now, "now"), log=log.subquery(IDENTIFIES_ALIAS)
+        ),
+    )
+    trees: list[exp.Expression] = [delete, insert]
+    if staging is not None:
+        return trees
+    texts = _batch_texts(caps, events)
+    return [_fill_batch(tree, texts) for tree in trees]
+
+
+def displaced_users_statements(
+    space: Space,
+    events: Iterable[IdentifyEvent],
+    dialect: str | Capabilities,
+    *,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Rendered :func:`displaced_users_trees` for the parameterised path: run them just before
+    the ``executemany`` of :func:`insert_rows` with the same events (in the same transaction
+    where the warehouse has them), then :func:`refresh_users_statements` for the events' users.
+
+    They are never split: what they do depends on ``identifies`` before the write, so a batch
+    whose statements exceed ``max_statement_bytes`` is refused (:class:`StatementTooLargeError`):
+    load it in smaller batches, each through the three steps.
+
+    >>> import datetime as dt
+    >>> from personas_warehouse.model import Space, Audience
+    >>> at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    >>> sqls = displaced_users_statements(Space(audiences=[Audience("vip")]),
+    ...                                   [IdentifyEvent("m1", "u1", at)], "sqlite", now=at)
+    >>> [s.split(" ")[0] for s in sqls]
+    ['DELETE', 'INSERT']
+    """
+    _check_space(space)
+    caps = capabilities(dialect)
+    moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
+    batch = dedupe_batch(space, events)
+    check_ids(batch, caps)
+    statements = [render(t, caps) for t in displaced_users_trees(space, batch, caps, now=moment)]
+    limit = caps.max_statement_bytes
+    size = max((len(s.encode("utf-8")) for s in statements), default=0)
+    if size > limit:
+        raise StatementTooLargeError(
+            f"the statements for the users {len(batch)} events may displace render to a "
+            f"{size}-byte statement; {caps.sqlglot_dialect} accepts {limit}: load the events in "
+            "smaller batches (displaced_users_statements, insert_rows, refresh_users_statements "
+            "for each)"
+        )
+    return statements
+
+
+# --------------------------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------------------------
 
@@ -612,17 +906,15 @@ def _render_batches(
 ) -> list[list[str]]:
     """Render the batch, halving it until each statement fits ``max_statement_bytes``."""
     limit = caps.max_statement_bytes
-    statements = [render(tree, caps) for tree in identifies_trees(space, events, caps, now=now)]
-    users: list[str] = []
+    trees = displaced_users_trees(space, events, caps, now=now)
+    trees += identifies_trees(space, events, caps, now=now)
     if space.sync_users and caps.upsert is not Upsert.REBUILD:
-        users = [
-            render(tree, caps)
-            for tree in refresh_users_trees(space, {e.user_id for e in events}, caps, now=now)
-        ]
-    if all(len(s.encode("utf-8")) <= limit for s in statements + users):
-        return [statements + users]
+        trees += refresh_users_trees(space, {e.user_id for e in events}, caps, now=now)
+    statements = [render(tree, caps) for tree in trees]
+    if all(len(s.encode("utf-8")) <= limit for s in statements):
+        return [statements]
     if len(events) == 1:
-        size = max(len(s.encode("utf-8")) for s in statements + users)
+        size = max(len(s.encode("utf-8")) for s in statements)
         raise StatementTooLargeError(
             f"event {events[0].message_id!r} alone renders to a {size}-byte statement; "
             f"{caps.sqlglot_dialect} accepts {limit}: shorten its values or load it with "
@@ -647,7 +939,8 @@ def insert_trees(
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     batch = dedupe_batch(space, events)
     check_ids(batch, caps)
-    trees = identifies_trees(space, batch, caps, now=moment)
+    trees = displaced_users_trees(space, batch, caps, now=moment)
+    trees += identifies_trees(space, batch, caps, now=moment)
     if space.sync_users and batch:
         wanted = None if caps.upsert is Upsert.REBUILD else {e.user_id for e in batch}
         trees += refresh_users_trees(space, wanted, caps, now=moment)
@@ -693,18 +986,22 @@ def staged_insert_statements(
     """The bulk path: load a staging table (laid out like ``identifies``, e.g. with the
     engine's COPY), then these statements upsert its rows into ``identifies`` with the same
     idempotent rules as :func:`insert_statements` (copies deduplicated, earlier copies win;
-    ``uuid_ts`` = ``now``) and refresh the ``users`` rows of the users it holds.
+    ``uuid_ts`` = ``now``), after bringing up to date the ``users`` rows of the users whose
+    stored events its copies replace (:func:`displaced_users_trees`), and refresh the ``users``
+    rows of the users it holds. Run them in order, in one transaction where the warehouse has
+    transactions.
 
     >>> from personas_warehouse.model import Space, Audience
     >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "postgres")
-    >>> [s.split(" ")[0] for s in sqls], '"stage"' in sqls[0]
-    (['INSERT', 'INSERT'], True)
+    >>> [s.split(" ")[0] for s in sqls], all('"stage"' in sql for sql in sqls)
+    (['DELETE', 'INSERT', 'INSERT', 'INSERT'], True)
     """
     _check_space(space)
     caps = capabilities(dialect)
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     source = exp.table_(staging, db=staging_schema)
-    trees = identifies_trees(space, [], caps, now=moment, staging=source)
+    trees = displaced_users_trees(space, [], caps, now=moment, staging=source)
+    trees += identifies_trees(space, [], caps, now=moment, staging=source)
     if space.sync_users:
         users = exp.select(_col("user_id")).from_(source.copy()).distinct()
         wanted = None if caps.upsert is Upsert.REBUILD else users
@@ -736,9 +1033,16 @@ def insert_rows(
     """One ``identifies`` upsert with placeholders, and its rows, for DB-API ``executemany``.
 
     The statement has the same idempotent semantics as :func:`insert_statements` (ON CONFLICT
-    / ON DUPLICATE KEY). Afterwards run :func:`refresh_users_statements` for the users
-    loaded. ``uuid_ts`` is the time this function ran. Warehouses whose upsert needs the
-    rows as a relation (MERGE, DELETE_INSERT, REPLACING_MERGE_TREE, REBUILD) take
+    / ON DUPLICATE KEY). Around the ``executemany``, in one transaction where the warehouse
+    has them:
+
+    1. before it, :func:`displaced_users_statements` with the same events: an earlier copy of
+       a stored message under another user replaces the stored copy, and that user's
+       ``users`` row must be brought up to date while the stored copy can still be found;
+    2. after it, :func:`refresh_users_statements` for the users loaded.
+
+    ``uuid_ts`` is the time this function ran. Warehouses whose upsert needs the rows as a
+    relation (MERGE, DELETE_INSERT, REPLACING_MERGE_TREE, REBUILD) take
     :func:`insert_statements` instead; asking for them here is an error.
 
     >>> import datetime as dt
