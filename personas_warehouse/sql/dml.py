@@ -89,7 +89,7 @@ from personas_warehouse.sql.values import (
     timestamp_literal,
     timestamp_text_literal,
 )
-from personas_warehouse.warehouses import Capabilities, Upsert, capabilities
+from personas_warehouse.warehouses import Capabilities, RowsRelation, Upsert, capabilities
 
 __all__ = [
     "Paramstyle",
@@ -117,8 +117,10 @@ _TARGET: Final = "_pw_t"
 _STORED: Final = "_pw_x"
 _BATCH: Final = "_pw_b"
 _BATCH_VALUES: Final = "_pw_v"
+_BATCH_ROWS: Final = "pw_batch_rows"  # marks the row list _fill_batch fills
 _BATCH_COLUMNS: Final = ("id", "user_id", "timestamp", "received_at")
 _BATCH_USERS: Final = "_pw_bu"
+_IDS: Final = "_pw_bi"
 _OWNERS: Final = "_pw_owners"
 
 
@@ -656,34 +658,48 @@ def _batch_select(caps: Capabilities) -> exp.Select:
     need of a copy (its rank; and its users are the users of the batch). Timestamps are text
     in the rows, typed once around them (a CAST per row costs more to render than the row).
 
-    The ``VALUES`` list is left empty: :func:`_fill_batch` puts the rows into the finished
-    statement (sqlglot's builders copy their operands, and copying thousands of rows at each
-    step would cost more than everything else)."""
-    names = exp.TableAlias(
-        this=exp.to_identifier(_BATCH_VALUES),
-        columns=[exp.to_identifier(c) for c in _BATCH_COLUMNS],
-    )
+    The rows are left out: :func:`_fill_batch` puts them into the finished statement
+    (sqlglot's builders copy their operands, and copying thousands of rows at each step would
+    cost more than everything else)."""
+    rows = _BATCH_VALUES
+    if caps.rows_relation is RowsRelation.ARRAY_JOIN:
+        # SELECT tupleElement(_pw_v, 1) AS id, ... FROM (SELECT arrayJoin([...]) AS _pw_v)
+        array = exp.Array(expressions=[])
+        array.meta[_BATCH_ROWS] = True
+        source: exp.Expr = exp.select(exp.alias_(exp.Explode(this=array), rows)).subquery(rows)
+        raw: list[exp.Expr] = [
+            exp.Anonymous(this="tupleElement", expressions=[_col(rows), exp.Literal.number(i + 1)])
+            for i in range(len(_BATCH_COLUMNS))
+        ]
+    else:
+        values = exp.Values(expressions=[])
+        values.meta[_BATCH_ROWS] = True
+        names = exp.TableAlias(
+            this=exp.to_identifier(rows), columns=[exp.to_identifier(c) for c in _BATCH_COLUMNS]
+        )
+        raw = [_col(c) for c in _BATCH_COLUMNS]
+        if caps.rows_relation is RowsRelation.VALUES:
+            values.set("alias", names)
+            source = values
+        else:  # CTE: a VALUES list in FROM cannot name its columns
+            source = exp.to_identifier(rows)
     typed = exp.select(
-        exp.alias_(_key_text(caps, _col("id")), "id"),
-        exp.alias_(_key_text(caps, _col("user_id")), "user_id"),
-        exp.alias_(timestamp_from_text(caps, _col("timestamp")), "timestamp"),
-        exp.alias_(timestamp_from_text(caps, _col("received_at")), "received_at"),
-    )
-    if caps.values_column_names:
-        return typed.from_(exp.Values(expressions=[], alias=names), copy=False)
-    # no column names on a VALUES list in FROM (SQLite): a CTE names them
-    typed = typed.from_(exp.to_identifier(_BATCH_VALUES), copy=False)
-    typed.set(
-        "with_", exp.With(expressions=[exp.CTE(this=exp.Values(expressions=[]), alias=names)])
-    )
+        exp.alias_(_key_text(caps, raw[0]), "id"),
+        exp.alias_(_key_text(caps, raw[1]), "user_id"),
+        exp.alias_(timestamp_from_text(caps, raw[2]), "timestamp"),
+        exp.alias_(timestamp_from_text(caps, raw[3]), "received_at"),
+    ).from_(source, copy=False)
+    if caps.rows_relation is RowsRelation.CTE:
+        typed.set("with_", exp.With(expressions=[exp.CTE(this=values, alias=names)]))
     return typed
 
 
 def _fill_batch(tree: exp.Expression, texts: Sequence[tuple[str, ...]]) -> exp.Expression:
-    """``tree`` with the rows ``texts`` in every empty ``VALUES`` of :func:`_batch_select`."""
-    for values in tree.find_all(exp.Values):
-        rows = [exp.Tuple(expressions=[exp.Literal.string(v) for v in row]) for row in texts]
-        values.set("expressions", rows)
+    """``tree`` with the rows ``texts`` in every row list :func:`_batch_select` left empty."""
+    for node in tree.find_all(exp.Values, exp.Array):
+        if node.meta.get(_BATCH_ROWS):
+            rows = [exp.Tuple(expressions=[exp.Literal.string(v) for v in row]) for row in texts]
+            node.set("expressions", rows)
     return tree
 
 
@@ -762,7 +778,20 @@ def displaced_users_trees(
         )
 
     def taken(batch: Callable[[str], exp.Expr], *columns: str) -> exp.Select:
-        # the stored copies a batch copy of another user ranks before: the write replaces them
+        # the stored copies a batch copy of another user ranks before: the write replaces them.
+        # The join finds them through the primary key; ClickHouse needs the ids as an IN to
+        # read only the parts that hold them
+        ids: exp.Expr
+        if staging is None and batch is inline:
+            ids = exp.In(
+                this=_col("id", _STORED),
+                expressions=[exp.Literal.string(i) for i in sorted({e.message_id for e in events})],
+            )
+        else:
+            ids = exp.In(
+                this=_col("id", _STORED),
+                query=exp.Subquery(this=exp.select(_col("id", _IDS)).from_(batch(_IDS))),
+            )
         return (
             exp.select(*[exp.alias_(_col(c, _STORED), c) for c in columns])
             .from_(batch(_BATCH), copy=False)
@@ -772,6 +801,7 @@ def displaced_users_trees(
                 copy=False,
             )
             .where(
+                ids,
                 exp.paren(_earlier(caps, _BATCH, _STORED)),
                 exp.NEQ(this=_col("user_id", _STORED), expression=_col("user_id", _BATCH)),
                 copy=False,

@@ -28,6 +28,7 @@ from personas_warehouse.warehouses.base import (
     IdentifierUnit,
     NumberText,
     PrimaryKey,
+    RowsRelation,
     TimestampText,
     Upsert,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "IdentifierUnit",
     "NumberText",
     "PrimaryKey",
+    "RowsRelation",
     "TimestampText",
     "Upsert",
     "capabilities",

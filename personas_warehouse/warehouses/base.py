@@ -20,6 +20,7 @@ __all__ = [
     "IdentifierUnit",
     "NumberText",
     "PrimaryKey",
+    "RowsRelation",
     "TimestampText",
     "Upsert",
 ]
@@ -79,6 +80,20 @@ class TimestampText(enum.Enum):
     """``CAST`` gives fixed-width UTC text already; append ``+00:00`` (ClickHouse)."""
     TEXT = "text"
     """The column already holds that text (SQLite): nothing to convert."""
+
+
+class RowsRelation(enum.Enum):
+    """How a statement writes literal rows as a relation with named columns."""
+
+    VALUES = "values"
+    """``(VALUES (...), ...) AS t(a, b)``, or what sqlglot writes for it in the dialect (a
+    ``UNION ALL`` of ``SELECT``s in MySQL, an ``UNNEST`` of structs in BigQuery)."""
+    CTE = "cte"
+    """``WITH t(a, b) AS (VALUES ...)``: a ``VALUES`` list in ``FROM`` cannot name its
+    columns (SQLite)."""
+    ARRAY_JOIN = "array_join"
+    """``SELECT tupleElement(r, 1) AS a, ... FROM (SELECT arrayJoin([(...), ...]) AS r)``: one
+    array literal (ClickHouse analyses a ``UNION ALL`` of a thousand ``SELECT``s slowly)."""
 
 
 class PrimaryKey(enum.Enum):
@@ -182,9 +197,8 @@ class Capabilities:
     """Rows found by a query are deleted with ``DELETE t FROM t JOIN (query) ...`` instead of
     ``DELETE FROM t WHERE id IN (query)``, which MariaDB (before 11.1) runs once per row of
     ``t``: a scan of the whole table per load."""
-    values_column_names: ClassVar[bool] = True
-    """A ``VALUES`` list in ``FROM`` can name its columns, ``(VALUES ...) AS t(a, b)`` (or
-    sqlglot writes an equivalent); where it cannot (SQLite), a CTE ``t(a, b)`` names them."""
+    rows_relation: ClassVar[RowsRelation] = RowsRelation.VALUES
+    """How literal rows become a relation with named columns."""
     primary_key: ClassVar[PrimaryKey] = PrimaryKey.DECLARED
     """How ``id`` is declared the key of each table."""
     table_format: ClassVar[str | None] = None

@@ -8,6 +8,7 @@ from personas_warehouse.warehouses.base import (
     Capabilities,
     IdentifierUnit,
     PrimaryKey,
+    RowsRelation,
     TimestampText,
     Upsert,
 )
@@ -40,6 +41,7 @@ class ClickHouse(Capabilities):
     alter_type_fallback = AlterType.REBUILD_TABLE  # no synchronous UPDATE
     timestamp_text = TimestampText.CAST_WITH_OFFSET
     max_statement_bytes = 256 * 1024  # max_query_size default
+    rows_relation = RowsRelation.ARRAY_JOIN  # 250 rows: 12 ms, against 100 ms as a UNION ALL
     column_types = MappingProxyType(
         {
             TraitType.BOOLEAN: "Nullable(Bool)",

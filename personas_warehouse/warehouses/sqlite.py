@@ -7,6 +7,7 @@ from personas_warehouse.warehouses.base import (
     AlterType,
     Capabilities,
     NumberText,
+    RowsRelation,
     TimestampText,
     Upsert,
 )
@@ -35,7 +36,7 @@ class SQLite(Capabilities):
     timestamp_text = TimestampText.TEXT
     max_statement_bytes = 1_000_000  # well under SQLITE_MAX_SQL_LENGTH
     timezone_type = False
-    values_column_names = False  # a derived table cannot name its columns: a CTE does
+    rows_relation = RowsRelation.CTE  # a derived table cannot name its columns: a CTE does
     column_types = MappingProxyType(
         {
             TraitType.BOOLEAN: "BOOLEAN",
