@@ -704,7 +704,13 @@ def _fill_batch(tree: exp.Expression, texts: Sequence[tuple[str, ...]]) -> exp.E
 
 
 def _delete_users(space: Space, caps: Capabilities, user_ids: exp.Select) -> exp.Delete:
-    """``DELETE`` the ``users`` rows of the users ``user_ids`` returns (one column)."""
+    """``DELETE`` the ``users`` rows of the users ``user_ids`` returns (one column).
+
+    On ClickHouse (``REPLACING_MERGE_TREE``) this is a lightweight ``DELETE``: it masks every
+    stored version of the row at once (merges drop them later), ``FINAL`` reads no longer see
+    it, and the next version written (the recomputed row, at ``now``) is the row again. It
+    runs synchronously by default (``lightweight_deletes_sync``). Tested on chDB.
+    """
     target = table(space, USERS)
     if not caps.delete_join:
         return exp.Delete(
