@@ -85,17 +85,18 @@ def _key_columns(space: Space, caps: Capabilities) -> list[Column]:
     return columns
 
 
+def _id_column(caps: Capabilities) -> Column:
+    """``id``, the key of ``identifies`` and ``users``."""
+    return Column(
+        "id", caps.key_string_type, nullable=False, primary_key=True, collation=caps.key_collation
+    )
+
+
 def identifies_columns(space: Space, dialect: str | Capabilities) -> list[Column]:
     """The columns of ``identifies``, in table order."""
     caps = capabilities(dialect)
     return [
-        Column(
-            "id",
-            caps.key_string_type,
-            nullable=False,
-            primary_key=True,
-            collation=caps.key_collation,
-        ),
+        _id_column(caps),
         Column("user_id", caps.key_string_type, nullable=False, collation=caps.key_collation),
         Column("timestamp", caps.timestamp_type, nullable=False),
         Column("received_at", caps.timestamp_type, nullable=False),
@@ -110,13 +111,7 @@ def users_columns(space: Space, dialect: str | Capabilities) -> list[Column]:
     """The columns of ``users``, in table order."""
     caps = capabilities(dialect)
     return [
-        Column(
-            "id",
-            caps.key_string_type,
-            nullable=False,
-            primary_key=True,
-            collation=caps.key_collation,
-        ),
+        _id_column(caps),
         *_key_columns(space, caps),
         Column("timestamp", caps.timestamp_type),
         Column("received_at", caps.timestamp_type),
