@@ -5,8 +5,9 @@ The rules, in order (each documented in ``docs/naming.md``):
 1. the key's Segment snake_case (:func:`personas_warehouse.model.segment_snake_case`); where a
    column must start with a letter (BigQuery) a leading digit gets a ``_`` before it;
 2. a key with no ASCII letter or digit is named ``key__<hash>``;
-3. a name equal to a column the tables themselves carry (:data:`RESERVED_COLUMNS`) gets a
-   trailing ``_`` (``id`` -> ``id_``);
+3. a name equal to a column the tables themselves carry (:data:`RESERVED_COLUMNS`), or to a
+   boolean literal (:data:`LITERAL_NAMES`), gets a trailing ``_`` (``id`` -> ``id_``,
+   ``True`` -> ``true_``);
 4. a name longer than the warehouse allows is cut and ends in ``__<hash>``.
 
 ``<hash>`` is the first 10 hex digits of the SHA-256 of the key. snake_case never produces a
@@ -41,6 +42,7 @@ from personas_warehouse.model import Space, portable_stem, segment_snake_case
 
 __all__ = [
     "HASH_LENGTH",
+    "LITERAL_NAMES",
     "RESERVED_COLUMNS",
     "IdentifierRules",
     "IdentifierUnit",
@@ -133,6 +135,12 @@ RESERVED_COLUMNS: Final = frozenset(
 )
 """Column names the tables carry themselves; a key that would take one is renamed."""
 
+LITERAL_NAMES: Final = frozenset({"true", "false"})
+"""Names a key is renamed from on every warehouse: SQLite reads the boolean literals ahead of a
+subquery's column of that name (``SELECT s."true" FROM (SELECT ... AS "true") AS s`` fails with
+"no such column"), and the as-of and users statements read keys through subqueries. The rename
+applies everywhere so a Space has the same columns on every warehouse."""
+
 HASH_LENGTH: Final = 10
 """Hex digits of the key's SHA-256 used in hashed names."""
 
@@ -160,7 +168,7 @@ def column_name(key: str, rules: NamingRules) -> str:
     )
     if not stem:
         return f"key__{key_hash(key)}"
-    if stem in RESERVED_COLUMNS:
+    if stem in RESERVED_COLUMNS or stem in LITERAL_NAMES:
         stem += "_"
     limit = rules.identifier_limit
     if limit is not None and identifier_length(stem, rules) > limit:

@@ -444,6 +444,30 @@ def test_sparse_events_never_overwrite(engine: Engine, connection: Connection) -
         assert cleared[0].values == {"a": None}
 
 
+def test_boolean_literal_keys(engine: Engine, connection: Connection) -> None:
+    """Keys named like the boolean literals (SQLite cannot read such a subquery column) load,
+    refresh ``users`` and rebuild as of any time, under their renamed columns."""
+    space0 = Space(
+        traits=[ComputedTrait("False")], audiences=[Audience("true"), Audience("TRUE x")]
+    )
+    events = [
+        IdentifyEvent("1", "u", at(1), {"true": True, "False": "a", "TRUE x": False}),
+        IdentifyEvent("2", "u", at(2), {"true": False}),
+        IdentifyEvent("3", "w", at(3), {"False": None, "TRUE x": True}),
+    ]
+    for caps in strategies_for(engine):
+        with temporary_schema(connection) as schema:
+            space = with_schema(space0, schema)
+            assert list(column_names(space, caps).values()) == ["false_", "true_", "true_x"]
+            setup_tables(connection, space, caps)
+            load(connection, space, caps, events, now=at(10))
+            assert_users_match(connection, space, caps, events)
+            for ts in (at(1), at(2), None):
+                assert query_states(connection, space, caps, ts) == reference_snapshot(
+                    space, events, ts
+                ), (caps, ts)
+
+
 def test_split_by_statement_size(engine: Engine, connection: Connection) -> None:
     """A batch past max_statement_bytes is split, and every event still lands once."""
     base = type(capabilities(engine.dialect))

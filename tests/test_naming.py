@@ -10,6 +10,7 @@ import personas_warehouse as pw
 from personas_warehouse import naming
 from personas_warehouse.model import segment_snake_case
 from personas_warehouse.naming import (
+    LITERAL_NAMES,
     RESERVED_COLUMNS,
     IdentifierRules,
     IdentifierUnit,
@@ -62,6 +63,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Received At": dict.fromkeys(ALL_DIALECTS, "received_at_"),
     "2FA Enabled": {d: "_2fa_enabled" if d == "bigquery" else "2fa_enabled" for d in ALL_DIALECTS},
     "select": dict.fromkeys(ALL_DIALECTS, "select"),
+    "True": dict.fromkeys(ALL_DIALECTS, "true_"),
+    "false": dict.fromkeys(ALL_DIALECTS, "false_"),
     "🎉": dict.fromkeys(ALL_DIALECTS, f"key__{key_hash('🎉')}"),
 }
 
@@ -165,6 +168,7 @@ def test_column_name_is_deterministic_and_within_the_limit(key: str, dialect: st
     if caps.identifier_limit is not None:
         assert caps.identifier_length(column) <= caps.identifier_limit
     assert column not in RESERVED_COLUMNS
+    assert column not in LITERAL_NAMES
     assert column.isascii()
     if caps.identifier_must_start_with_letter:
         assert column[0].isalpha() or column[0] == "_"
