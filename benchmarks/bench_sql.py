@@ -358,13 +358,16 @@ def bench_as_of(events_n: int, in_duckdb: bool, memory_limit: str) -> None:
         load_duckdb_narrow(conn)
         answers = Answers(conn, in_duckdb)
         ts = START + dt.timedelta(days=20)
+        # DuckDB's own capabilities take the one-pass ARG_MIN plan; the portable plan (what
+        # every other warehouse runs) is forced by switching the flag off
+        portable = type(
+            "DuckDBPortable", (type(capabilities("duckdb")),), {"filtered_arg_min": False}
+        )()
         ours_time, ours = answers.timed(
-            "as_of_query, portable plan (wide identifies)", as_of_query(SPACE, ts, "duckdb")
+            "as_of_query, portable plan (wide identifies)", as_of_query(SPACE, ts, portable)
         )
-        one_pass = type("DuckDBArgMax", (type(capabilities("duckdb")),), {"struct_arg_max": True})()
         one_time, one_rows = answers.timed(
-            "as_of_query, struct_arg_max plan (wide identifies)",
-            as_of_query(SPACE, ts, one_pass),
+            "as_of_query, DuckDB's plan (filtered_arg_min)", as_of_query(SPACE, ts, "duckdb")
         )
         best = float("inf")
         equal = True
@@ -375,11 +378,9 @@ def bench_as_of(events_n: int, in_duckdb: bool, memory_limit: str) -> None:
             same, users_seen = answers.ours_equal_hand_written(ours, theirs)
             equal = equal and same
         print(f"  answers equal (portable vs each hand-written): {equal} ({users_seen:,} users)")
-        print(f"  answers equal (struct_arg_max vs portable): {answers.same_rows(one_rows, ours)}")
-        print(
-            f"  ratio portable plan / best hand-written: {ours_time / best:.2f}x (target <= 1.2x)"
-        )
-        print(f"  ratio struct_arg_max plan / best hand-written: {one_time / best:.2f}x")
+        print(f"  answers equal (DuckDB's plan vs portable): {answers.same_rows(one_rows, ours)}")
+        print(f"  ratio portable plan / best hand-written: {ours_time / best:.2f}x")
+        print(f"  ratio DuckDB's plan / best hand-written: {one_time / best:.2f}x (target <= 1.2x)")
         answers.timed("as_of_query ts=None (the users table)", as_of_query(SPACE, None, "duckdb"))
         conn.close()
 

@@ -25,12 +25,13 @@ from test_dml_engines import (
     with_schema,
 )
 
-from personas_warehouse.model import IdentifyEvent, Space
+from personas_warehouse.model import Audience, IdentifyEvent, Space
 from personas_warehouse.runner.connections import Connection
 from personas_warehouse.sql.query import (
+    as_of_query,
     audience_size_query,
+    filtered_arg_min,
     membership_intervals_query,
-    struct_arg_max,
 )
 from personas_warehouse.sql.values import decode_timestamp
 from personas_warehouse.strategies import aware_datetimes, event_logs, spaces
@@ -112,13 +113,18 @@ def check_sizes(  # noqa: PLR0917 (a test helper: the log and what to check)
 
 
 def plans(engine: Engine) -> list[Capabilities]:
-    """The engine's own capabilities, plus the one-pass ARG_MAX plan where DuckDB runs it."""
+    """The engine's own capabilities, plus the portable plan where DuckDB runs the one-pass
+    ``ARG_MIN`` plan by default."""
     caps = capabilities(engine.dialect)
     if engine.name != "duckdb":
         return [caps]
-    one_pass = type("DuckDBArgMax", (type(caps),), {"struct_arg_max": True})()
-    assert struct_arg_max(one_pass)
-    return [caps, one_pass]
+    portable = type("DuckDBPortable", (type(caps),), {"filtered_arg_min": False})()
+    assert filtered_arg_min(caps)
+    assert not filtered_arg_min(portable)
+    space = Space(audiences=[Audience("vip")])
+    assert "ARG_MIN" in as_of_query(space, None, caps)
+    assert "ARG_MIN" not in as_of_query(space, None, portable)
+    return [caps, portable]
 
 
 def _run(engine: Engine, connection: Connection, examples: int) -> None:
@@ -160,7 +166,7 @@ def test_as_of_matches_reference_soak(engine: Engine, connection: Connection) ->
 
 def test_known_at_and_ties_by_hand(engine: Engine, connection: Connection) -> None:
     """A written-out case: ties broken by (received_at, message id), known_at audits."""
-    from personas_warehouse.model import Audience, ComputedTrait
+    from personas_warehouse.model import ComputedTrait
 
     t = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     s = dt.timedelta(seconds=1)

@@ -16,6 +16,9 @@ Every query implements DESIGN.md's rules with constructs every target runs: ``RO
    :func:`personas_warehouse.sql.values.encode_for_max`), with the newest ``timestamp`` and
    ``received_at`` of the counted events.
 
+Where the warehouse has the ``filtered_arg_min`` capability (DuckDB), steps 3-4 are one
+``GROUP BY`` instead: see :func:`filtered_arg_min`.
+
 Internal column names start with ``_pw_`` so no alias can shadow a column (ClickHouse substitutes
 aliases inside the SELECT that defines them).
 
@@ -54,11 +57,11 @@ __all__ = [
     "audience_size_tree",
     "binary_text",
     "counted_events_tree",
+    "filtered_arg_min",
     "identifies_source",
     "key_types",
     "membership_intervals_query",
     "membership_intervals_tree",
-    "struct_arg_max",
 ]
 
 MESSAGE: Final = "_pw_m"
@@ -170,11 +173,9 @@ def counted_events_tree(
     known_at: dt.datetime | None = None,
     *,
     user_ids: UserIds | None = None,
-    positions: bool = True,
     log: exp.Expr | None = None,
 ) -> exp.Select:
-    """Steps 1 and 2 of the plan: the events counted at ``ts``, one row each, with ``rn``
-    (unless ``positions`` is false).
+    """Steps 1 and 2 of the plan: the events counted at ``ts``, one row each, with ``rn``.
 
     ``log``: the rows to read in place of ``identifies``, a relation laid out like it (``id``,
     ``user_id``, ``timestamp``, ``received_at``, ``cleared_keys`` and the key columns) aliased
@@ -240,8 +241,6 @@ def counted_events_tree(
         exp.column(CLEARED),
         *[exp.column(_key_alias(i)) for i in range(len(keys))],
     ]
-    if not positions:
-        return exp.select(*columns).from_(dedup.subquery("_pw_dedup")).where(exp.and_(*conditions))
     return (
         exp.select(
             *columns,
@@ -263,16 +262,17 @@ def counted_events_tree(
     )
 
 
-def struct_arg_max(dialect: str | Capabilities) -> bool:
-    """Whether the warehouse takes the one-pass plan: ``ARG_MAX({'v': col}, {'t': ..., ...})
-    FILTER (WHERE <carries>)`` per key in a single GROUP BY (DuckDB).
+def filtered_arg_min(dialect: str | Capabilities) -> bool:
+    """Whether the warehouse takes the one-pass plan for steps 3-4: one GROUP BY with
+    ``(ARG_MIN({'v': col}, rn) FILTER (WHERE <carries>)).v`` per key (DuckDB).
 
-    Asked of the ``struct_arg_max`` capability (see docs/sql.md). The plan is equal
-    to the portable one: among the rows that carry the key, the one with the greatest
-    ``(timestamp, received_at, message_id)`` decides; wrapping the value in a struct keeps a
-    clear (NULL) from being skipped by ``ARG_MAX``.
+    Asked of the ``filtered_arg_min`` capability (see docs/sql.md). The plan is equal to the
+    portable one: among the rows that carry the key, the one with the smallest position ``rn``
+    (the newest by ``(timestamp, received_at, message_id)``; positions are unique per user)
+    decides; wrapping the value in a struct keeps a clear (NULL) from being skipped by
+    ``ARG_MIN``.
     """
-    return capabilities(dialect).struct_arg_max
+    return capabilities(dialect).filtered_arg_min
 
 
 def _struct(**fields: exp.Expr) -> exp.Struct:
@@ -284,18 +284,17 @@ def _struct(**fields: exp.Expr) -> exp.Struct:
     )
 
 
-def _arg_max_tree(space: Space, caps: Capabilities, counted: exp.Select) -> exp.Select:
+def _arg_min_tree(space: Space, caps: Capabilities, counted: exp.Select) -> exp.Select:
     names = column_names(space, caps)
-    order = _struct(t=_column(TIMESTAMP), r=_column(RECEIVED), m=_column(MESSAGE))
     outputs: list[exp.Expr] = [exp.alias_(_column(USER), "id")]
     for i, key in enumerate(key_types(space)):
-        latest = exp.Filter(
+        newest = exp.Filter(
             this=exp.Anonymous(
-                this="ARG_MAX", expressions=[_struct(v=_column(_key_alias(i))), order.copy()]
+                this="ARG_MIN", expressions=[_struct(v=_column(_key_alias(i))), _column(POSITION)]
             ),
             expression=exp.Where(this=_carries(caps, _column(_key_alias(i)), names[key])),
         )
-        value = exp.Dot(this=exp.paren(latest), expression=exp.to_identifier("v"))
+        value = exp.Dot(this=exp.paren(newest), expression=exp.to_identifier("v"))
         outputs.append(exp.alias_(value, names[key]))
     outputs.append(exp.alias_(exp.Max(this=_column(TIMESTAMP)), "timestamp"))
     outputs.append(exp.alias_(exp.Max(this=_column(RECEIVED)), "received_at"))
@@ -316,17 +315,9 @@ def as_of_tree(
     names = column_names(space, caps)
     types = key_types(space)
     keys = list(types)
-    counted = counted_events_tree(
-        space,
-        ts,
-        caps,
-        known_at,
-        user_ids=user_ids,
-        positions=not struct_arg_max(caps),
-        log=log,
-    )
-    if struct_arg_max(caps):
-        return _arg_max_tree(space, caps, counted)
+    counted = counted_events_tree(space, ts, caps, known_at, user_ids=user_ids, log=log)
+    if filtered_arg_min(caps):
+        return _arg_min_tree(space, caps, counted)
 
     decided = exp.select(
         exp.Star(),

@@ -191,8 +191,9 @@ class Capabilities:
     key_collation: ClassVar[str | None] = None
     """Collation of the id columns (``identifies.id``, ``user_id``, ``users.id``), where the
     server's default would take ids differing in case or accents as equal (MySQL)."""
-    struct_arg_max: ClassVar[bool] = False
-    """``ARG_MAX(struct, struct) FILTER (WHERE ...)`` works: the one-pass as-of plan."""
+    filtered_arg_min: ClassVar[bool] = False
+    """``ARG_MIN(struct, integer) FILTER (WHERE ...)`` works: the one-pass as-of plan (see
+    :func:`personas_warehouse.sql.query.filtered_arg_min`)."""
     delete_join: ClassVar[bool] = False
     """Rows found by a query are deleted with ``DELETE t FROM t JOIN (query) ...`` instead of
     ``DELETE FROM t WHERE id IN (query)``, which MariaDB (before 11.1) runs once per row of

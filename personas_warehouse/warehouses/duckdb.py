@@ -12,7 +12,7 @@ class DuckDB(Capabilities):
     name = "duckdb"
     dialect = "duckdb"
     verified_by_execution = True
-    struct_arg_max = True
+    filtered_arg_min = True
     identifier_limit = None
     max_columns = None
     upsert = Upsert.ON_CONFLICT
