@@ -353,8 +353,10 @@ def awkward_events() -> list[IdentifyEvent]:
 
 
 def forced(engine: Engine, upsert: Upsert) -> Capabilities:
-    base = type(capabilities(engine.dialect))
-    return type(f"{base.__name__}{upsert.name.title()}", (base,), {"upsert": upsert})()
+    """The engine's capabilities with rows replaced by ``upsert`` on every path."""
+    caps = capabilities(engine.dialect).with_upsert(upsert)
+    assert caps.upsert is upsert
+    return caps
 
 
 def strategies_for(engine: Engine) -> list[Capabilities]:
@@ -504,36 +506,59 @@ def test_insert_rows_executemany(engine: Engine, request: pytest.FixtureRequest)
         assert_users_match(connection, space, caps, events)
 
 
+def staged_strategies_for(engine: Engine) -> list[Capabilities]:
+    """The staged path's own strategy (``staged_upsert``), and every forced one."""
+    every = strategies_for(engine)
+    if capabilities(engine.dialect).staged_upsert is not None:
+        every.append(forced(engine, capabilities(engine.dialect).upsert))
+    return every
+
+
 def test_staged_bulk_load(engine: Engine, connection: Connection) -> None:
-    """staged_insert_statements: rows from a staging table, same idempotent rules."""
-    caps = capabilities(engine.dialect)
+    """staged_insert_statements: rows from a staging table, same idempotent rules, by the
+    staged path's own strategy and by every other one the engine runs."""
+    for caps in staged_strategies_for(engine):
+        _staged_bulk_load(connection, caps)
+
+
+def _staged_bulk_load(connection: Connection, caps: Capabilities) -> None:
     events = awkward_events()
     # a staging table holding copies: a later copy of n1 (ignored), an earlier one of late
     extra = [
         IdentifyEvent("n1", "user-0", at(2), {"orders": 5}, received_at=at(8)),
         IdentifyEvent("late", "user-1", at(0, 30), {"Plan Name": "earlier"}, received_at=at(7)),
     ]
-    with temporary_schema(connection) as schema, temporary_schema(connection) as stage:
+    # and, on a later load, a copy under another user received earlier than the stored one
+    moved = [IdentifyEvent("n1", "user-9", at(2), {"orders": 7}, received_at=at(0))]
+    with (
+        temporary_schema(connection) as schema,
+        temporary_schema(connection) as stage,
+        temporary_schema(connection) as later,
+    ):
         space = with_schema(SPACE, schema)
-        staging_space = with_schema(SPACE, stage)
         setup_tables(connection, space, caps)
-        setup_tables(connection, staging_space, caps)
-        # what a COPY would have put there: every copy (written one batch per copy)
-        for copy in (events, extra):
-            stage_rows(connection, staging_space, caps, copy, now=at(9))
-        for attempt in range(2):
-            run(
-                connection,
-                caps,
-                staged_insert_statements(
-                    space, "identifies", caps, staging_schema=stage, now=at(10 + attempt)
-                ),
-            )
-        everything = events + extra
-        assert canonical(dedupe(stored_events(connection, space, caps))) == canonical(
-            dedupe(everything)
-        )
-        assert_users_match(connection, space, caps, everything)
+        everything: list[IdentifyEvent] = []
+        for staging, batches, attempts in ((stage, (events, extra), 2), (later, (moved,), 1)):
+            staging_space = with_schema(SPACE, staging)
+            setup_tables(connection, staging_space, caps)
+            # what a COPY would have put there: every copy (written one batch per copy)
+            for copy in batches:
+                stage_rows(connection, staging_space, caps, copy, now=at(9))
+                everything += copy
+            for attempt in range(attempts):
+                run(
+                    connection,
+                    caps,
+                    staged_insert_statements(
+                        space, "identifies", caps, staging_schema=staging, now=at(10 + attempt)
+                    ),
+                )
+            assert canonical(dedupe(stored_events(connection, space, caps))) == canonical(
+                dedupe(everything)
+            ), (caps, staging)
+            assert_users_match(connection, space, caps, everything)
+        # the moved copy took n1 from user-0 to user-9
+        assert users_table(connection, space, caps)["user-9"][0].traits["orders"] == 7
 
 
 BATCH_EXAMPLES = {"sqlite": 15, "duckdb": 15, "postgres": 10, "mysql": 10, "chdb": 8, "spark": 1}

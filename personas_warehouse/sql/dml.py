@@ -823,7 +823,12 @@ def displaced_users_trees(
     # read identifies: the users drive a join (MariaDB scans the table for an IN), and an
     # uncorrelated EXISTS (SQLite and ClickHouse test it once, before any scan) guards it.
     # Every subquery is uncorrelated (ClickHouse takes none inside a JOIN)
-    batch_users = exp.select(_col("user_id", _BATCH_USERS)).from_(named(_BATCH_USERS))
+    # DISTINCT: PostgreSQL runs NOT IN as a hashed subplan only when it expects the hash to fit
+    # in work_mem; without DISTINCT it planned a nested loop over 1M staged copies, whose cost
+    # made it JIT-compile the statement (0.8 s) before the EXISTS guard skipped it all
+    batch_users = (
+        exp.select(_col("user_id", _BATCH_USERS)).from_(named(_BATCH_USERS)).distinct(copy=False)
+    )
     outside = taken(named, "id", "user_id").where(
         exp.Not(this=exp.In(this=_col("user_id", _STORED), query=exp.Subquery(this=batch_users))),
         copy=False,
@@ -1027,13 +1032,24 @@ def staged_insert_statements(
     rows of the users it holds. Run them in order, in one transaction where the warehouse has
     transactions.
 
+    Rows are replaced by the warehouse's ``staged_upsert`` strategy where it has one
+    (delete-then-insert on PostgreSQL and DuckDB, faster than their ``ON CONFLICT`` for whole
+    tables of rows). Two such loads of the same new message ids running at once: the second
+    fails on the primary key when the first commits (nothing is half-written; run it again),
+    where ``ON CONFLICT`` would have waited and merged.
+
     >>> from personas_warehouse.model import Space, Audience
-    >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "postgres")
+    >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "sqlite")
     >>> [s.split(" ")[0] for s in sqls], all('"stage"' in sql for sql in sqls)
     (['DELETE', 'INSERT', 'INSERT', 'INSERT'], True)
+    >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "postgres")
+    >>> [s.split(" ")[0] for s in sqls]
+    ['DELETE', 'INSERT', 'DELETE', 'INSERT', 'DELETE', 'INSERT']
     """
     _check_space(space)
     caps = capabilities(dialect)
+    if caps.staged_upsert is not None:
+        caps = caps.with_upsert(caps.staged_upsert)
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     source = exp.table_(staging, db=staging_schema)
     trees = displaced_users_trees(space, [], caps, now=moment, staging=source)

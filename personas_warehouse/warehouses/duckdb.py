@@ -16,6 +16,7 @@ class DuckDB(Capabilities):
     identifier_limit = None
     max_columns = None
     upsert = Upsert.ON_CONFLICT
+    staged_upsert = Upsert.DELETE_INSERT
     columns_per_add_column = 1
     add_column_if_not_exists = True
     transactional_ddl = True

@@ -16,6 +16,7 @@ class Postgres(Capabilities):
     identifier_unit = IdentifierUnit.BYTES
     max_columns = 1600
     upsert = Upsert.ON_CONFLICT
+    staged_upsert = Upsert.DELETE_INSERT
     columns_per_add_column = None
     add_column_if_not_exists = True
     transactional_ddl = True
