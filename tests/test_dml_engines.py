@@ -635,6 +635,20 @@ RESENT: dict[str, tuple[list[IdentifyEvent], list[IdentifyEvent], set[str]]] = {
         [IdentifyEvent("m1", "B", at(2), {"plan": "b"}, received_at=at(3))],
         {"B", "K"},
     ),
+    # a batch large enough for the displaced-users statements to be spliced (dml._SPLICE_FROM):
+    # 40 users lose their only event to a copy under another user, 10 keep theirs, awkward ids
+    "large-batch": (
+        [
+            IdentifyEvent(f"m{i}'\\", f"A{i} ü'", at(1), {"plan": f"a{i}"}, received_at=at(5))
+            for i in range(50)
+        ],
+        [IdentifyEvent(f"m{i}'\\", f"B{i}", at(2), {"n": i}, received_at=at(3)) for i in range(40)]
+        + [
+            IdentifyEvent(f"m{i}'\\", f"A{i} ü'", at(1), {"plan": "x"}, received_at=at(6))
+            for i in range(40, 50)
+        ],
+        {f"B{i}" for i in range(40)} | {f"A{i} ü'" for i in range(40, 50)},
+    ),
     # A has two events and loses one: its row is the reconstruction of the other
     "one-of-two-replaced": (
         [

@@ -72,7 +72,7 @@ from personas_warehouse.sql.query import (
     identifies_source,
     key_types,
 )
-from personas_warehouse.sql.render import render
+from personas_warehouse.sql.render import render, render_spliced, string_literals
 from personas_warehouse.sql.tables import (
     CLEARED_DELIMITER,
     IDENTIFIES,
@@ -885,6 +885,52 @@ def displaced_users_trees(
     return [_fill_batch(tree, texts) for tree in trees]
 
 
+_PROBE: Final = "_pw_probe_"
+"""Part of every probe value :func:`_render_displaced` builds its statements from."""
+
+_SPLICE_FROM: Final = 32
+"""Batches of this many events or more get their displaced-users statements spliced."""
+
+
+def _render_displaced(
+    space: Space, batch: Sequence[IdentifyEvent], caps: Capabilities, now: dt.datetime
+) -> list[str]:
+    """The rendered :func:`displaced_users_trees` of ``batch``.
+
+    A large batch is rendered once as two probe events, and its rows and ids are then put in
+    as text (:func:`~personas_warehouse.sql.render.render_spliced`): rendering 20,000 rows
+    through sqlglot took 2 s, half the parameterised path's time. Where a dialect writes the
+    rows in another form, the real trees are rendered.
+    """
+    if len(batch) < _SPLICE_FROM:
+        return [render(t, caps) for t in displaced_users_trees(space, batch, caps, now=now)]
+    probe = [
+        IdentifyEvent(
+            f"{_PROBE}m{i}", f"{_PROBE}u{i}", event.timestamp, received_at=event.received_at
+        )
+        for i, event in enumerate(batch[:2])
+    ]
+    literal = string_literals(caps)
+
+    def rows(texts: list[tuple[str, ...]]) -> str:
+        return ", ".join(["(" + ", ".join(map(literal, row)) + ")" for row in texts])
+
+    def ids(events: Sequence[IdentifyEvent]) -> str:
+        return ", ".join(map(literal, sorted({e.message_id for e in events})))
+
+    lists = [
+        (rows(_batch_texts(caps, probe)), rows(_batch_texts(caps, batch))),
+        (ids(probe), ids(batch)),
+    ]
+    statements = []
+    for tree in displaced_users_trees(space, probe, caps, now=now):
+        spliced = render_spliced(tree, caps, lists, _PROBE)
+        if spliced is None:
+            return [render(t, caps) for t in displaced_users_trees(space, batch, caps, now=now)]
+        statements.append(spliced)
+    return statements
+
+
 def displaced_users_statements(
     space: Space,
     events: Iterable[IdentifyEvent],
@@ -913,7 +959,7 @@ def displaced_users_statements(
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     batch = dedupe_batch(space, events)
     check_ids(batch, caps)
-    statements = [render(t, caps) for t in displaced_users_trees(space, batch, caps, now=moment)]
+    statements = _render_displaced(space, batch, caps, moment)
     limit = caps.max_statement_bytes
     size = max((len(s.encode("utf-8")) for s in statements), default=0)
     if size > limit:
@@ -947,11 +993,11 @@ def _render_batches(
 ) -> list[list[str]]:
     """Render the batch, halving it until each statement fits ``max_statement_bytes``."""
     limit = caps.max_statement_bytes
-    trees = displaced_users_trees(space, events, caps, now=now)
-    trees += identifies_trees(space, events, caps, now=now)
+    trees = identifies_trees(space, events, caps, now=now)
     if space.sync_users and caps.upsert is not Upsert.REBUILD:
         trees += refresh_users_trees(space, {e.user_id for e in events}, caps, now=now)
-    statements = [render(tree, caps) for tree in trees]
+    statements = _render_displaced(space, events, caps, now)
+    statements += [render(tree, caps) for tree in trees]
     if all(len(s.encode("utf-8")) <= limit for s in statements):
         return [statements]
     if len(events) == 1:
