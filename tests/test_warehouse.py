@@ -448,6 +448,24 @@ def test_the_same_connection_refuses_a_second_sync(conn: Connection, schema: str
     assert [u for u, s in wh.users().items() if s.audiences["vip"]] == ["a"]
 
 
+def test_the_process_lock_goes_with_its_last_warehouse(conn: Connection, schema: str) -> None:
+    """The per-connection sync lock is shared while Warehouses use it and freed after."""
+    import gc
+
+    from personas_warehouse.runner import warehouse as module
+
+    key = (id(conn.raw), schema)
+    first = Warehouse(conn, make_space(schema))
+    second = Warehouse(conn, make_space(schema))
+    assert module._local_locks[key] is first._lock is second._lock
+    del first
+    gc.collect()
+    assert module._local_locks[key] is second._lock
+    del second
+    gc.collect()
+    assert key not in module._local_locks
+
+
 def _concurrent(
     make: Any, schema: str, results: ComputedResults
 ) -> tuple[list[Any], list[BaseException], list[float]]:

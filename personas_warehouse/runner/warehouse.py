@@ -65,6 +65,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from itertools import compress, repeat
@@ -133,14 +134,33 @@ FAILED: Final = "failed"
 MAX_PARAMETERS: Final = 30_000
 """Most values one statement binds (SQLite allows 32,766, PostgreSQL and MySQL 65,535)."""
 
-_local_locks: dict[tuple[int, str], threading.Lock] = {}
+
+class _SyncLock:
+    """The lock of one (driver connection, schema) in this process, shared by every Warehouse
+    over that connection; weakly referenced from :data:`_local_locks`, so it goes with the
+    last Warehouse holding it (driver connections such as sqlite3's cannot be weakly
+    referenced themselves, and each Warehouse keeps its connection alive, so the id in the
+    key is never reused while the entry lives)."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_local_locks: weakref.WeakValueDictionary[tuple[int, str], _SyncLock] = (
+    weakref.WeakValueDictionary()
+)
 _local_locks_guard = threading.Lock()
 
 
-def _local_lock(conn: Connection, schema: str) -> threading.Lock:
+def _local_lock(conn: Connection, schema: str) -> _SyncLock:
     key = (id(conn.raw), schema)
     with _local_locks_guard:
-        return _local_locks.setdefault(key, threading.Lock())
+        found = _local_locks.get(key)
+        if found is None:
+            found = _local_locks[key] = _SyncLock()
+        return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -801,7 +821,7 @@ class Warehouse:
         started_at = ensure_aware(now(), "the clock's time")
         report = _Reporter(run_id, progress)
         logger.info("sync %s of %s at %s: started", run_id, self.space.schema, at.isoformat())
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.lock.acquire(blocking=False):
             raise SyncInProgressError(
                 f"a sync of schema {self.space.schema!r} is already running on this connection; "
                 "wait for it to finish"
@@ -835,7 +855,7 @@ class Warehouse:
                     "cause and run the same sync again (it writes only what is missing)"
                 ) from err
         finally:
-            self._lock.release()
+            self._lock.lock.release()
         report("done", result.rows_written, result.rows_written)
         logger.info(
             "sync %s of %s: %d events, %d users written in %.2fs",
