@@ -153,6 +153,9 @@ _local_locks: weakref.WeakValueDictionary[tuple[int, str], _SyncLock] = (
 )
 _local_locks_guard = threading.Lock()
 
+_WHOLE_ROW: Final = frozenset({Upsert.REBUILD, Upsert.REPLACING_MERGE_TREE, Upsert.DELETE_INSERT})
+"""Strategies that write a users row whole: a column the space does not sync loses its value."""
+
 
 def _local_lock(conn: Connection, schema: str) -> _SyncLock:
     key = (id(conn.raw), schema)
@@ -521,7 +524,8 @@ class Warehouse:
                 "cannot be synced there; sync identifies too"
             )
         for name in self._synced_tables():
-            have = {c.lower() for c in self.connection.columns(self.space.schema, name)}
+            found = list(self.connection.columns(self.space.schema, name))
+            have = {c.lower() for c in found}
             if not have:
                 raise WarehouseError(
                     f"table {self.space.schema}.{name} does not exist; call Warehouse.setup() first"
@@ -534,6 +538,16 @@ class Warehouse:
                     f"table {self.space.schema}.{name} has no column(s) {missing}; call "
                     "Warehouse.setup() to add them"
                 )
+            if name == USERS and self.caps.upsert in _WHOLE_ROW:
+                known = {c.lower() for c in self._column_types[USERS]}
+                extra = sorted(c for c in found if c.lower() not in known)
+                if extra:
+                    raise WarehouseError(
+                        f"table {self.space.schema}.users has column(s) {extra} the space does "
+                        f"not sync; on {self.caps.sqlglot_dialect} users rows are replaced "
+                        f"whole ({self.caps.upsert.value}), so a sync would lose their values: "
+                        "drop them, or keep that data in a table of its own"
+                    )
 
     def _synced_tables(self) -> list[str]:
         names = []
