@@ -207,6 +207,30 @@ def test_aware_datetimes_round_trip_as_the_same_instant(
     assert [i for (i,) in later] == [i for i, m in enumerate(MOMENTS) if m > MOMENTS[0]]
 
 
+def test_query_columns_is_query_transposed(
+    engine: Engine, connection: Connection, schema_name: str, local_zone: str
+) -> None:
+    """Column by column, the same values as ``query`` (datetimes aware UTC, NULLs kept), and
+    ``[]`` for no row."""
+    table = create(
+        connection, engine, schema_name, "cols", id="int", moment="timestamp", name="text"
+    )
+    p = connection.placeholder
+    insert = f"INSERT INTO {table} VALUES ({p}, {p}, {p})"
+    rows = [(i, m, None if i % 3 == 0 else f"n{i}") for i, m in enumerate(MOMENTS)]
+    rows.append((len(MOMENTS), None, "no moment"))
+    connection.executemany(insert, rows)
+    sql = f"SELECT id, moment, name FROM {table} ORDER BY id"
+    by_row = connection.query(sql)
+    by_column = connection.query_columns(sql)
+    assert by_column == [tuple(column) for column in zip(*by_row, strict=True)]
+    ids, moments, names = by_column
+    assert list(ids) == [i for i, _, _ in rows]
+    assert [None if m is None else as_instant(m) for m in moments] == [m for _, m, _ in rows]
+    assert list(names) == [n for _, _, n in rows]
+    assert connection.query_columns(f"SELECT id FROM {table} WHERE id < 0") == []
+
+
 def test_naive_datetimes_are_bound_as_utc(
     engine: Engine, connection: Connection, schema_name: str
 ) -> None:

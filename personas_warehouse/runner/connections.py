@@ -109,9 +109,22 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def _utc_row(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A result row with every datetime made aware UTC (naive ones read as UTC)."""
-    return tuple(_as_utc(value) if isinstance(value, dt.datetime) else value for value in row)
+def _utc_value(value: Any) -> Any:
+    """``value`` made aware UTC if it is a datetime (naive read as UTC); anything else as is."""
+    return _as_utc(value) if isinstance(value, dt.datetime) else value
+
+
+def _utc_columns(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """``rows`` (at least one) transposed, every datetime made aware UTC (naive read as UTC).
+
+    Only the columns that hold a datetime are converted value by value (the types of a column
+    are gathered in C): reading 1M rows of 56 columns, 3 of them timestamps, spent 18 s making
+    every cell go through a Python test."""
+    columns = list(zip(*rows, strict=True))
+    for index, column in enumerate(columns):
+        if any(issubclass(kind, dt.datetime) for kind in set(map(type, column))):
+            columns[index] = tuple(map(_utc_value, column))
+    return columns
 
 
 _INSERT_VALUES: Final = re.compile(
@@ -258,6 +271,21 @@ class Connection(abc.ABC):
         self._after_statement()
         return rows
 
+    def query_columns(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """:meth:`query`'s result column by column (``[]`` when there is no row): for readers
+        that decode a column at a time (``Warehouse.load_log``)."""
+        self._check_open()
+        bound = self._bind_row(params) if params else None
+        columns = self._fetch_columns(sql, bound)
+        self._after_statement()
+        return columns
+
+    def _fetch_columns(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+        if type(self)._fetch is not Connection._fetch:  # an engine that reads its own way
+            return list(zip(*self._fetch(sql, params), strict=True))
+        rows = self._fetch_plain(sql, params)
+        return _utc_columns(rows) if rows else []
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Run the block in one transaction: commit at the end, roll back on any exception.
@@ -350,12 +378,18 @@ class Connection(abc.ABC):
         self._run(statement, [value for row in rows for value in self._bind_row(row)])
 
     def _fetch(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+        rows = self._fetch_plain(sql, params)
+        return list(zip(*_utc_columns(rows), strict=True)) if rows else []
+
+    def _fetch_plain(self, sql: str, params: Sequence[Any] | None) -> Sequence[Sequence[Any]]:
+        """The rows as the driver returns them (``[]`` for a statement with no result)."""
         cursor = self._raw.cursor()
         try:
             cursor.execute(sql) if params is None else cursor.execute(sql, params)
             if cursor.description is None:
                 return []
-            return [_utc_row(row) for row in cursor.fetchall()]
+            rows: Sequence[Sequence[Any]] = cursor.fetchall()
+            return rows
         finally:
             cursor.close()
 
@@ -463,11 +497,12 @@ class DuckDBConnection(Connection):
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._raw.executemany(sql, rows)
 
-    def _fetch(self, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    def _fetch_plain(self, sql: str, params: Sequence[Any] | None) -> Sequence[Sequence[Any]]:
         result = self._raw.execute(sql, params)
         if result.description is None:
             return []
-        return [_utc_row(row) for row in result.fetchall()]
+        rows: Sequence[Sequence[Any]] = result.fetchall()
+        return rows
 
     def _begin(self) -> None:
         self._raw.begin()

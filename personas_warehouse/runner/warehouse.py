@@ -712,13 +712,11 @@ class Warehouse:
             exp.column("cleared_keys"),
             *[self._select_key(k) for k in keys],
         ).from_(identifies_source(self.space, self.caps))
-        rows = self._query(select)
-        if not rows:
+        columns = self.connection.query_columns(self._sql(select))
+        if not columns:
             return IdentifiesLog(self.space)
         # Decoded column by column (C-level when the driver gave the right types); each
         # event's values are then the non-NULL cells of its row, picked in C.
-        columns = list(zip(*rows, strict=True))
-        del rows
         ids, user_ids, cleared_column = columns[0], columns[1], columns[4]
         stamps = self._times(columns[2])
         received = self._times(columns[3])
