@@ -1078,11 +1078,12 @@ def staged_insert_statements(
     rows of the users it holds. Run them in order, in one transaction where the warehouse has
     transactions.
 
-    Rows are replaced by the warehouse's ``staged_upsert`` strategy where it has one
-    (delete-then-insert on PostgreSQL and DuckDB, faster than their ``ON CONFLICT`` for whole
-    tables of rows). Two such loads of the same new message ids running at once: the second
-    fails on the primary key when the first commits (nothing is half-written; run it again),
-    where ``ON CONFLICT`` would have waited and merged.
+    ``identifies`` rows are written by the warehouse's ``staged_upsert`` strategy where it has
+    one (delete-then-insert on PostgreSQL and DuckDB, faster than their ``ON CONFLICT`` for
+    whole tables of rows). Two such loads of the same new message ids running at once: the
+    second fails on the primary key when the first commits (nothing is half-written; run it
+    again), where ``ON CONFLICT`` would have waited and merged. ``users`` rows are upserted as
+    on every other path, so a column of ``users`` the space does not sync keeps its values.
 
     >>> from personas_warehouse.model import Space, Audience
     >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "sqlite")
@@ -1090,16 +1091,15 @@ def staged_insert_statements(
     (['DELETE', 'INSERT', 'INSERT', 'INSERT'], True)
     >>> sqls = staged_insert_statements(Space(audiences=[Audience("vip")]), "stage", "postgres")
     >>> [s.split(" ")[0] for s in sqls]
-    ['DELETE', 'INSERT', 'DELETE', 'INSERT', 'DELETE', 'INSERT']
+    ['DELETE', 'INSERT', 'DELETE', 'INSERT', 'INSERT']
     """
     _check_space(space)
     caps = capabilities(dialect)
-    if caps.staged_upsert is not None:
-        caps = caps.with_upsert(caps.staged_upsert)
+    writes = caps if caps.staged_upsert is None else caps.with_upsert(caps.staged_upsert)
     moment = ensure_aware(dt.datetime.now(dt.UTC) if now is None else now, "now")
     source = exp.table_(staging, db=staging_schema)
     trees = displaced_users_trees(space, [], caps, now=moment, staging=source)
-    trees += identifies_trees(space, [], caps, now=moment, staging=source)
+    trees += identifies_trees(space, [], writes, now=moment, staging=source)
     if space.sync_users:
         users = exp.select(_col("user_id")).from_(source.copy()).distinct()
         wanted = None if caps.upsert is Upsert.REBUILD else users

@@ -143,9 +143,10 @@ class Capabilities:
     upsert: ClassVar[Upsert] = Upsert.DELETE_INSERT
     """How rows of ``users`` are replaced."""
     staged_upsert: ClassVar[Upsert | None] = None
-    """The strategy of the staged bulk path (``staged_insert_statements``) where it differs
-    from ``upsert``: PostgreSQL's ``ON CONFLICT`` pays a speculative insertion per row, so a
-    million staged rows load 1.5x faster by delete-then-insert (see docs/sql.md)."""
+    """How the staged bulk path (``staged_insert_statements``) writes ``identifies`` rows,
+    where it differs from ``upsert``: PostgreSQL's ``ON CONFLICT`` pays a speculative
+    insertion per row, so a million staged rows go in twice as fast by delete-then-insert
+    (see docs/sql.md). ``users`` rows are always written by ``upsert``."""
     columns_per_add_column: ClassVar[int | None] = 1
     """Columns one ``ALTER TABLE ... ADD`` may add; ``None`` for any number."""
     add_column_if_not_exists: ClassVar[bool] = False
