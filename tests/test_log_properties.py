@@ -297,3 +297,99 @@ def test_numpy_user_numbers_equal_first_appearance(uids: list[str]) -> None:
         patch.setattr(log_module, "hash", lambda u: len(u) % 2, raising=False)
         u_ids, codes = log_module._number_users_numpy(uids)
         assert (u_ids, codes.tolist()) == (expected, numbers)
+
+
+# --- IdentifiesLog.from_columns -----------------------------------------------------------------
+
+
+def as_columns(space: Space, events: Sequence[IdentifyEvent]) -> dict[str, Any]:
+    """The events as a warehouse's identifies holds them: one column per key (None where the
+    event does not carry it, or clears it), the explicit clears listed per event."""
+    return {
+        "message_id": [e.message_id for e in events],
+        "user_id": [e.user_id for e in events],
+        "timestamp": [e.timestamp for e in events],
+        "received_at": [e.received_at for e in events],
+        "values": {key: [e.values.get(key) for e in events] for key in space.keys},
+        "cleared": [[k for k, v in e.values.items() if v is None] or None for e in events],
+    }
+
+
+def canonical_events(log: IdentifiesLog) -> list[tuple[Any, ...]]:
+    return [
+        (e.message_id, e.user_id, e.timestamp, e.received_at, sorted(e.values.items(), key=str))
+        for e in log.events()
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=space_and_log(max_size=30), moment=maybe_times, numpy=st.booleans())
+def test_from_columns_is_the_log_of_the_same_events(
+    data: tuple[Space, list[IdentifyEvent]], moment: dt.datetime | None, numpy: bool
+) -> None:
+    """With numpy (a stable argsort puts the pairs in event order) and without (a counting
+    pass): the log of the same events."""
+    space, events = data
+    real = log_module._accelerated
+    log_module._accelerated = lambda: numpy and real()  # type: ignore[assignment]
+    try:
+        built = IdentifiesLog.from_columns(space, **as_columns(space, events))
+        len(built)
+    finally:
+        log_module._accelerated = real  # type: ignore[assignment]
+    expected = IdentifiesLog(space, events)
+    assert len(built) == len(expected)
+    assert canonical_events(built) == canonical_events(expected)
+    if moment is not None:
+        assert built.snapshot(moment) == expected.snapshot(moment)
+        for user in USERS:
+            assert built.reconstruct_state(user, moment) == expected.reconstruct_state(user, moment)
+
+
+def test_from_columns_takes_the_bulk_path_for_plain_values() -> None:
+    """Plain values never make event objects (the path loaders use)."""
+    space = Space(traits=[ComputedTrait("n", TraitType.INTEGER)], audiences=[Audience("vip")])
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    made: list[Any] = []
+    real = log_module._events_of_columns
+    try:
+        log_module._events_of_columns = lambda given: made.append(given) or real(given)  # type: ignore[assignment]
+        log = IdentifiesLog.from_columns(
+            space,
+            message_id=["a", "b", "c"],
+            user_id=["u", "u", "w"],
+            timestamp=[at, at + dt.timedelta(1), at],
+            values={"n": [1, None, 3], "vip": [None, True, False]},
+            cleared=[None, ["n"], None],
+        )
+    finally:
+        log_module._events_of_columns = real  # type: ignore[assignment]
+    assert made == []
+    assert log.reconstruct_state("u", at + dt.timedelta(2)).traits == {"n": None}
+    assert log.reconstruct_state("u", at + dt.timedelta(2)).audiences == {"vip": True}
+    assert log.reconstruct_state("w", at).traits == {"n": 3}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"user_id": ["u"]}, "as long as message_id"),
+        ({"values": {"nope": [1, 2]}}, "nope"),
+        ({"values": {"n": ["x", 2]}}, "'n'"),
+        ({"timestamp": [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1)]}, "time zone"),
+        ({"message_id": ["a", ""]}, "non-empty"),
+        ({"cleared": ["n", None]}, "must list keys"),
+    ],
+)
+def test_from_columns_reports_bad_cells(change: dict[str, Any], error: str) -> None:
+    space = Space(traits=[ComputedTrait("n", TraitType.INTEGER)], audiences=[Audience("vip")])
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    columns: dict[str, Any] = {
+        "message_id": ["a", "b"],
+        "user_id": ["u", "w"],
+        "timestamp": [at, at],
+        "values": {"n": [1, None]},
+        **change,
+    }
+    with pytest.raises(ValueError, match=error):
+        IdentifiesLog.from_columns(space, **columns)

@@ -68,8 +68,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from itertools import compress, repeat
-from operator import is_not
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Final, cast
 
@@ -715,8 +714,8 @@ class Warehouse:
         columns = self.connection.query_columns(self._sql(select))
         if not columns:
             return IdentifiesLog(self.space)
-        # Decoded column by column (C-level when the driver gave the right types); each
-        # event's values are then the non-NULL cells of its row, picked in C.
+        # Decoded column by column (C-level when the driver gave the right types), then
+        # handed to the log as columns: no event object is made (IdentifiesLog.from_columns).
         ids, user_ids, cleared_column = columns[0], columns[1], columns[4]
         stamps = self._times(columns[2])
         received = self._times(columns[3])
@@ -725,20 +724,26 @@ class Warehouse:
             for key, column in zip(keys, columns[5:], strict=True)
         ]
         del columns
-        value_rows = zip(*values_columns, strict=True) if keys else repeat(())
         by_column = {self._columns[k]: k for k in keys}
-        events = []
-        for message_id, user_id, stamp, received_at, cleared, row in zip(
-            ids, user_ids, stamps, received, cleared_column, value_rows, strict=False
-        ):
-            values = dict(compress(zip(keys, row, strict=True), map(is_not, row, repeat(None))))
-            if cleared:
-                for column in cleared.strip(CLEARED_DELIMITER).split(CLEARED_DELIMITER):
-                    cleared_key = by_column.get(column)
-                    if cleared_key is not None:
-                        values[cleared_key] = None
-            events.append(IdentifyEvent(message_id, user_id, stamp, values, received_at))
-        return IdentifiesLog(self.space, events)
+        cleared = [
+            None
+            if not text
+            else [
+                by_column[column]
+                for column in text.strip(CLEARED_DELIMITER).split(CLEARED_DELIMITER)
+                if column in by_column
+            ]
+            for text in cleared_column
+        ]
+        return IdentifiesLog.from_columns(
+            self.space,
+            message_id=ids,
+            user_id=user_ids,
+            timestamp=stamps,
+            received_at=received,
+            values=dict(zip(keys, values_columns, strict=True)),
+            cleared=cleared,
+        )
 
     def _times(self, column: Sequence[Any]) -> Sequence[dt.datetime]:
         """A NOT NULL timestamp column read back, as aware UTC datetimes."""
