@@ -359,9 +359,9 @@ class _Keys:
                 pair_values.append([None] * len(where))
         for key, column in values.items():
             code = self.code[key]
-            present = list(map(is_not, column, repeat(None)))
-            rows = list(compress(range(count), present))
-            cells = list(compress(column, present))
+            # one C pass over the column; the (few) cells are then gathered by position
+            rows = list(compress(range(count), map(is_not, column, repeat(None))))
+            cells = list(map(column.__getitem__, rows))
             taken = cleared_at.get(code)
             if taken:  # a clear of the key in the same event wins over a stored value
                 keep = [row not in taken for row in rows]
