@@ -37,6 +37,9 @@ from types import MappingProxyType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from reference import as_columns
 
 from personas_warehouse.log import IdentifiesLog, _accelerated
 from personas_warehouse.model import Audience, ComputedTrait, IdentifyEvent, Space, TraitType
@@ -141,18 +144,6 @@ def read_fields(events: list[IdentifyEvent]) -> int:
     values = map(attrgetter("values"), events)
     pairs = list(chain.from_iterable(map(MappingProxyType.items, values)))
     return len(columns[0]) + len(pairs)
-
-
-def as_columns(space: Space, events: list[IdentifyEvent]) -> dict[str, Any]:
-    """The events as a warehouse's identifies holds them (made before timing)."""
-    return {
-        "message_id": [e.message_id for e in events],
-        "user_id": [e.user_id for e in events],
-        "timestamp": [e.timestamp for e in events],
-        "received_at": [e.received_at for e in events],
-        "values": {key: [e.values.get(key) for e in events] for key in space.keys},
-        "cleared": [[k for k, v in e.values.items() if v is None] or None for e in events],
-    }
 
 
 def build_from_columns(space: Space, columns: dict[str, Any]) -> int:

@@ -73,3 +73,18 @@ def reference_snapshot(
     events = list(events)
     users = sorted({e.user_id for e in counted(events, ts, known_at)})
     return {u: reference_state(space, events, u, ts, known_at) for u in users}
+
+
+def as_columns(space: Space, events: Iterable[IdentifyEvent]) -> dict[str, Any]:
+    """The events as a warehouse's identifies holds them, as ``IdentifiesLog.from_columns``
+    takes them: one column per key (``None`` where the event does not carry the key, or clears
+    it), and the keys each event clears."""
+    events = list(events)
+    return {
+        "message_id": [e.message_id for e in events],
+        "user_id": [e.user_id for e in events],
+        "timestamp": [e.timestamp for e in events],
+        "received_at": [e.received_at for e in events],
+        "values": {key: [e.values.get(key) for e in events] for key in space.keys},
+        "cleared": [[k for k, v in e.values.items() if v is None] or None for e in events],
+    }

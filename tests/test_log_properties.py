@@ -12,7 +12,7 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import counted, dedupe, reference_snapshot, reference_state
+from reference import as_columns, counted, dedupe, reference_snapshot, reference_state
 
 from personas_warehouse import log as log_module
 from personas_warehouse.log import IdentifiesLog
@@ -300,19 +300,6 @@ def test_numpy_user_numbers_equal_first_appearance(uids: list[str]) -> None:
 
 
 # --- IdentifiesLog.from_columns -----------------------------------------------------------------
-
-
-def as_columns(space: Space, events: Sequence[IdentifyEvent]) -> dict[str, Any]:
-    """The events as a warehouse's identifies holds them: one column per key (None where the
-    event does not carry it, or clears it), the explicit clears listed per event."""
-    return {
-        "message_id": [e.message_id for e in events],
-        "user_id": [e.user_id for e in events],
-        "timestamp": [e.timestamp for e in events],
-        "received_at": [e.received_at for e in events],
-        "values": {key: [e.values.get(key) for e in events] for key in space.keys},
-        "cleared": [[k for k, v in e.values.items() if v is None] or None for e in events],
-    }
 
 
 def canonical_events(log: IdentifiesLog) -> list[tuple[Any, ...]]:
