@@ -348,10 +348,13 @@ class _Keys:
         cleared_at: dict[int, set[int]] = {}
         if cleared is not None:
             for row in compress(range(count), cleared):
-                names = cleared[row]
-                if isinstance(names, str) or not all(name in self.code for name in names):  # type: ignore[union-attr]
+                given_names = cleared[row]
+                if isinstance(given_names, str):
                     return None
-                for name in names:  # type: ignore[union-attr]
+                names = list(given_names)  # type: ignore[arg-type]
+                if not all(name in self.code for name in names):
+                    return None
+                for name in names:
                     cleared_at.setdefault(self.code[name], set()).add(row)
             for code, where in cleared_at.items():
                 pair_rows.append(sorted(where))

@@ -355,6 +355,16 @@ def test_from_columns_takes_the_bulk_path_for_plain_values() -> None:
     assert log.reconstruct_state("u", at + dt.timedelta(2)).traits == {"n": None}
     assert log.reconstruct_state("u", at + dt.timedelta(2)).audiences == {"vip": True}
     assert log.reconstruct_state("w", at).traits == {"n": 3}
+    # the keys an event clears may be any iterable, read once
+    again = IdentifiesLog.from_columns(
+        space,
+        message_id=["a"],
+        user_id=["u"],
+        timestamp=[at],
+        values={"n": [1]},
+        cleared=[(key for key in ["n"])],
+    )
+    assert again.reconstruct_state("u", at).traits == {"n": None}
 
 
 @pytest.mark.parametrize(
