@@ -127,6 +127,11 @@ def _user_state(user_id: str, traits: dict[str, Any], audiences: dict[str, Any])
     return state
 
 
+def _micros_each(moments: Iterable[dt.datetime]) -> Iterator[int]:
+    """Microseconds since the epoch of each aware datetime (checked by the caller), in C."""
+    return map(floordiv, map(sub, moments, repeat(_EPOCH)), repeat(_ONE_US))
+
+
 def _micros(value: Any, what: str) -> int:
     """Microseconds since the epoch of an aware datetime; naive or non-datetime is an error."""
     if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
@@ -285,23 +290,13 @@ class _Keys:
             return self.columns(self._validate_each(batch), checked=True)
         known = cast("list[int]", codes)  # every key is known once the values passed
         ts_objects = list(map(_TIMESTAMP, batch))
-        ts = list(map(floordiv, map(sub, ts_objects, repeat(_EPOCH)), repeat(_ONE_US)))
+        ts = list(_micros_each(ts_objects))
         recv_objects = list(map(_RECEIVED_AT, batch))
         late = list(map(is_not, recv_objects, ts_objects))
         if any(late):  # only the events whose received_at is another object are converted
             recv = ts.copy()
             rows = list(compress(range(len(batch)), late))
-            _consume(
-                map(
-                    recv.__setitem__,
-                    rows,
-                    map(
-                        floordiv,
-                        map(sub, map(recv_objects.__getitem__, rows), repeat(_EPOCH)),
-                        repeat(_ONE_US),
-                    ),
-                )
-            )
+            _consume(map(recv.__setitem__, rows, _micros_each(map(recv_objects.__getitem__, rows))))
         else:
             recv = ts
         del ts_objects, recv_objects, late
@@ -377,12 +372,8 @@ class _Keys:
         del pair_rows, pair_values
         if not self._values_pass(cast("list[int | None]", codes), flat):
             return None
-        ts = list(map(floordiv, map(sub, timestamp, repeat(_EPOCH)), repeat(_ONE_US)))
-        recv = (
-            ts
-            if received_at is timestamp
-            else list(map(floordiv, map(sub, received_at, repeat(_EPOCH)), repeat(_ONE_US)))
-        )
+        ts = list(_micros_each(timestamp))
+        recv = ts if received_at is timestamp else list(_micros_each(received_at))
         return _Chunk(
             message_id=list(message_id),
             user_id=list(user_id),
