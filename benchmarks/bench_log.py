@@ -3,7 +3,8 @@
 Run ``python benchmarks/bench_log.py`` (1M events, 100k users, 50 keys, one year) or
 ``--events 100000`` for a quick run. Prints figures and ratios measured side by side in one run:
 
-- building the log (validation and all the indexing reads need), per million events; the
+- building the log (validation and all the indexing reads need), per million events, with the
+  C speedups (``personas_warehouse._speedups``) and without them in the same run; the
   message-id hash table, needed only by adds to a non-empty log, is built by the first of them,
   timed on its own; and the same log built from warehouse-shaped columns
   (``IdentifiesLog.from_columns``, as ``Warehouse.load_log`` does);
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from reference import as_columns
 
+from personas_warehouse import log as log_module
 from personas_warehouse.log import IdentifiesLog, _accelerated
 from personas_warehouse.model import Audience, ComputedTrait, IdentifyEvent, Space, TraitType
 
@@ -144,6 +146,17 @@ def read_fields(events: list[IdentifyEvent]) -> int:
     values = map(attrgetter("values"), events)
     pairs = list(chain.from_iterable(map(MappingProxyType.items, values)))
     return len(columns[0]) + len(pairs)
+
+
+def build_without_speedups(space: Space, events: list[IdentifyEvent]) -> int:
+    """The build where the C speedups are not built (pure Python, numpy where installed)."""
+    compiled = log_module._SPEEDUPS
+    log_module._SPEEDUPS = None
+    try:
+        log = IdentifiesLog(space, events)
+        return len(log)
+    finally:
+        log_module._SPEEDUPS = compiled
 
 
 def build_from_columns(space: Space, columns: dict[str, Any]) -> int:
@@ -341,6 +354,9 @@ def main() -> None:
     floor = min(timed(partial(read_fields, events))[0] for _ in range(2))
     gc.collect()
     peer = min(timed(partial(polars_build, events))[0] for _ in range(2))
+    gc.collect()
+    speedups = log_module._compiled() is not None
+    without = timed(partial(build_without_speedups, space, events))[0] if speedups else None
     events_kept = events
     del events
     gc.collect()
@@ -348,8 +364,14 @@ def main() -> None:
     print(
         f"build: {total:.2f} s for {count:,} events (validate and flatten {build:.2f} s"
         f" + index {index:.2f} s) = {total / count * 1e6:.2f} s per million events"
-        f"   [target <= 1 s]; numpy bulk index: {'on' if _accelerated() else 'off'}"
+        f"   [target <= 1 s]; C speedups: {'on' if speedups else 'off (not built)'}; "
+        f"numpy: {'on' if _accelerated() else 'off'}"
     )
+    if without is not None:
+        print(
+            f"  the same build without the C speedups (numpy where installed): {without:.2f} s "
+            f"-> the speedups build {without / total:.1f}x faster"
+        )
     print(
         f"  reading the fields off the same objects (the floor) {floor:.2f} s -> build is "
         f"{total / floor:.1f}x the floor; polars from the same objects (no values, a lower "

@@ -39,6 +39,7 @@ outweigh the live ones.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
@@ -64,7 +65,7 @@ from operator import (
     rshift,
     sub,
 )
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, Final, cast
 
 import attrs
@@ -110,6 +111,35 @@ _PROXY_VALUES = MappingProxyType.values
 _TZINFO = attrgetter("tzinfo")
 _FIRST = itemgetter(0)
 
+# The event slots the compiled flatten reads, and the value types of its check table, in the
+# order _speedups.c numbers them (TAG_NONE ... TAG_DATETIME).
+_EVENT_SLOTS: Final = tuple(
+    IdentifyEvent.__dict__[name]
+    for name in ("message_id", "user_id", "timestamp", "received_at", "values")
+)
+_SPEEDUP_TYPES: Final[tuple[type, ...]] = (type(None), bool, int, float, str, dt.datetime)
+
+
+def _load_speedups() -> ModuleType | None:
+    """The optional C speedups (built by setup.py where a compiler is present), unless the
+    environment variable ``PERSONAS_WAREHOUSE_SPEEDUPS`` is ``0``."""
+    if os.environ.get("PERSONAS_WAREHOUSE_SPEEDUPS", "1").strip() == "0":
+        return None
+    try:
+        from personas_warehouse import _speedups  # noqa: PLC0415 (optional, compiled)
+    except ImportError:
+        return None
+    return _speedups
+
+
+_SPEEDUPS = _load_speedups()  # None: the Python code runs (tests set it to None to compare)
+
+
+def _compiled() -> ModuleType | None:
+    """The C speedups when they are in use."""
+    return _SPEEDUPS
+
+
 # Fast UserState construction: the slot descriptors of the frozen attrs class, set directly.
 # The result is an ordinary UserState (same class, same fields), so it compares equal to one
 # made by its __init__.
@@ -117,6 +147,10 @@ _new_object = object.__new__
 _set_user_id = UserState.__dict__["user_id"].__set__
 _set_traits = UserState.__dict__["traits"].__set__
 _set_audiences = UserState.__dict__["audiences"].__set__
+if _SPEEDUPS is not None:  # the compiled fold makes UserStates the same way
+    _SPEEDUPS.use_state(
+        UserState, tuple(UserState.__dict__[name] for name in ("user_id", "traits", "audiences"))
+    )
 
 
 def _user_state(user_id: str, traits: dict[str, Any], audiences: dict[str, Any]) -> UserState:
@@ -222,6 +256,7 @@ class _Keys:
         "checks",
         "code",
         "code_type",
+        "compiled_checks",
         "space",
         "trait_count",
         "trait_names",
@@ -265,6 +300,11 @@ class _Keys:
             checks[(code, bool)] = _OK
         self.checks = checks
         self.code_type = "H" if len(self.code) * 2 < 1 << 16 else "I"
+        # The same table for the compiled flatten: byte code * 6 + type tag = check + 1.
+        table = bytearray(len(self.code) * len(_SPEEDUP_TYPES))
+        for (code, value_type), check in checks.items():
+            table[code * len(_SPEEDUP_TYPES) + _SPEEDUP_TYPES.index(value_type)] = check + 1
+        self.compiled_checks = bytes(table)
 
     def columns(self, events: Iterable[IdentifyEvent], *, checked: bool = False) -> _Chunk:
         """Events as flat columns, every value checked against the Space.
@@ -276,6 +316,23 @@ class _Keys:
         error naming the event and key, or normalises the value.
         """
         batch = events if isinstance(events, list) else list(events)
+        compiled = _compiled()
+        if compiled is not None:
+            flat = compiled.flatten(
+                batch, IdentifyEvent, _EVENT_SLOTS, self.code, self.compiled_checks
+            )
+            if flat is not None:
+                mids, uids, ts_bytes, recv_bytes, codes_bytes, pair_values, bound = flat
+                ts_packed = array("q", ts_bytes)
+                return _Chunk(
+                    message_id=mids,
+                    user_id=uids,
+                    ts=ts_packed,
+                    recv=ts_packed if recv_bytes is None else array("q", recv_bytes),
+                    code=array("q", codes_bytes),
+                    value=pair_values,
+                    bound=array("q", bound),
+                )
         if set(map(type, batch)) - {IdentifyEvent}:
             return self.columns(self._validate_each(batch), checked=True)
         values_maps = list(map(_VALUES, batch))
@@ -385,7 +442,7 @@ class _Keys:
         )
 
     def split(
-        self, codes: list[int], values: list[Any], bound: Sequence[int]
+        self, codes: Sequence[int], values: list[Any], bound: Sequence[int]
     ) -> tuple[list[int], list[Any], list[int], list[int], list[int]]:
         """Pairs (in event order, event i's at ``[bound[i], bound[i + 1])``) split into trait
         codes and values, audience value codes, and each event's trait and audience bounds."""
@@ -547,11 +604,11 @@ class _Chunk:
 
     message_id: list[str]
     user_id: list[str]
-    ts: list[int]
-    recv: list[int]
-    code: list[int]
+    ts: Sequence[int]
+    recv: Sequence[int]
+    code: Sequence[int]
     value: list[Any]
-    bound: list[int]
+    bound: Sequence[int]
 
 
 def _int_array() -> array[int]:
@@ -850,13 +907,18 @@ class IdentifiesLog:
     def _build_fresh(self, chunk: _Chunk) -> None:
         """Index the first events of an empty log, in bulk (no hash table).
 
-        Copies are dropped with one dict (:func:`_drop_copies`); the rest is laid out by
-        :func:`_layout_numpy` where numpy is installed (sorts and gathers in C, several times
-        faster) and by :func:`_layout_python` otherwise; both give the same arrays. Message ids
+        Where the C speedups are built, :func:`_layout_compiled` does it all in one call.
+        Otherwise copies are dropped with one dict (:func:`_drop_copies`) and the rest is laid
+        out by :func:`_layout_numpy` where numpy is installed (sorts and gathers in C, several
+        times faster) and by :func:`_layout_python` otherwise; all give the same arrays. Message ids
         keep their arrival order (a message id's slot is its live row number, so the buffer
         is one join). The hash table that later adds need is built on the first of them
         (:meth:`_ensure_table`).
         """
+        compiled = _layout_compiled(chunk, self._keys)
+        if compiled is not None:
+            self._adopt(*compiled)
+            return
         mids, uids, ts, recv, pair_start, pair_count = _drop_copies(chunk)
         build = _layout_numpy if _accelerated() else _layout_python
         layout = build(
@@ -871,22 +933,16 @@ class IdentifiesLog:
             keys=self._keys,
         )
         del uids, ts, recv, pair_start, pair_count, chunk
+        self._adopt(layout, *_message_buffer(mids))
+
+    def _adopt(self, layout: _Layout, blob: bytearray, m_off: array[int]) -> None:
+        """Take a fresh layout's columns, and the message ids' buffer and offsets."""
         self._users, self._u_ids, self._u_range = layout.users, layout.u_ids, layout.u_range
         self._m_user, self._e_slot = layout.m_user, layout.e_slot
         self._e_ts, self._e_recv, self._ends = layout.e_ts, layout.e_recv, layout.ends
         self._t_code, self._t_value, self._a_code = layout.t_code, layout.t_value, layout.a_code
-        self._t_key, self._a_pair = [], []
-
-        # Message ids in arrival order: UTF-8 in one buffer (ASCII: offsets are str lengths).
-        joined = "".join(mids)
-        if joined.isascii():
-            self._blob = bytearray(joined.encode("ascii"))
-            lengths = map(len, mids)
-        else:
-            encoded = list(map(str.encode, mids, repeat("utf-8"), repeat("surrogatepass")))
-            self._blob = bytearray(b"".join(encoded))
-            lengths = map(len, encoded)
-        self._m_off = array("q", accumulate(lengths, initial=0))
+        self._t_key, self._a_pair = layout.t_key, layout.a_pair
+        self._blob, self._m_off = blob, m_off
 
     def _ensure_table(self) -> None:
         """Build the message-id hash table (deferred until an add to a non-empty log)."""
@@ -898,7 +954,7 @@ class IdentifiesLog:
         self._rehash(size)
 
     def _dedupe(
-        self, mids: list[str], uids: list[str], ts: list[int], recv: list[int]
+        self, mids: list[str], uids: list[str], ts: Sequence[int], recv: Sequence[int]
     ) -> tuple[bytearray, list[int], list[int], dict[int, int]]:
         """Resolve message ids: which pending rows win (``alive``), each row's slot, the rows
         that won the slots created now, and placed slots a pending row takes over."""
@@ -1217,6 +1273,18 @@ class IdentifiesLog:
             e_recv = self._e_recv
             return self._state_known(user_id, [p for p in range(start, end) if e_recv[p] <= known])
         keys = self._keys
+        if _SPEEDUPS is not None:
+            return _SPEEDUPS.state(  # type: ignore[no-any-return]
+                user_id,
+                start,
+                end,
+                self._ends,
+                self._t_key,
+                self._t_value,
+                self._a_pair,
+                keys.trait_template,
+                keys.audience_template,
+            )
         traits = keys.trait_template.copy()
         ends = self._ends
         low, high = ends[2 * start], ends[2 * end]
@@ -1245,6 +1313,19 @@ class IdentifiesLog:
         trait_template, audience_template = keys.trait_template, keys.audience_template
         e_ts, e_recv, ends, ranges = self._e_ts, self._e_recv, self._ends, self._u_range
         t_key, t_value, a_pair = self._t_key, self._t_value, self._a_pair
+        if _SPEEDUPS is not None and known is None:
+            return _SPEEDUPS.snapshot(  # type: ignore[no-any-return]
+                moment,
+                self._u_ids,
+                ranges,
+                e_ts,
+                ends,
+                t_key,
+                t_value,
+                a_pair,
+                trait_template,
+                audience_template,
+            )
         result: dict[str, UserState] = {}
         for user_id, start, stop in zip(self._u_ids, ranges[0::2], ranges[1::2], strict=True):
             if stop <= start or e_ts[start] > moment:
@@ -1509,7 +1590,7 @@ def _concatenate(chunks: list[_Chunk]) -> _Chunk:
 
 
 def _copy_rank(
-    recv: list[int], ts: list[int], uids: list[str]
+    recv: Sequence[int], ts: Sequence[int], uids: list[str]
 ) -> Callable[[int], tuple[int, int, str]]:
     """Rows ranked as copies of one message id (DESIGN.md): received earliest, then earliest
     timestamp, then smallest user id."""
@@ -1517,7 +1598,7 @@ def _copy_rank(
 
 
 def _time_order(
-    ts: list[int], recv: list[int], mids: list[str]
+    ts: Sequence[int], recv: Sequence[int], mids: list[str]
 ) -> Callable[[int], tuple[int, int, str]]:
     """Rows in event order: timestamp, then received_at, then message id."""
     return lambda row: (ts[row], recv[row], mids[row])
@@ -1525,7 +1606,7 @@ def _time_order(
 
 def _drop_copies(
     chunk: _Chunk,
-) -> tuple[list[str], list[str], list[int], list[int], array[int], list[int]]:
+) -> tuple[list[str], list[str], Sequence[int], Sequence[int], array[int], list[int]]:
     """A first batch without the copies that lose (only ids that repeat are ranked one by
     one): message ids, user ids, timestamps, received_at, and each event's first pair and
     number of pairs."""
@@ -1606,7 +1687,7 @@ def _repeated_numpy(mids: list[str]) -> dict[str, list[int]]:
 
 
 def _group_by_user(
-    mids: list[str], uids: list[str], ts: list[int], recv: list[int]
+    mids: list[str], uids: list[str], ts: Sequence[int], recv: Sequence[int]
 ) -> tuple[list[str], dict[str, int], list[int], array[int], list[int], list[int]]:
     """Users numbered in order of first appearance, and rows in (user, timestamp, received_at,
     message id) order: ``(user ids, id -> number, each row's number, the row order, each
@@ -1667,6 +1748,19 @@ class _Layout:
     t_code: array[int]
     t_value: list[Any]
     a_code: array[int]
+    # The pairs' key objects (IdentifiesLog._t_key / _a_pair); empty: made by _sync_pairs.
+    t_key: list[str] = attrs.field(factory=list)
+    a_pair: list[tuple[str, bool]] = attrs.field(factory=list)
+
+
+def _message_buffer(mids: list[str]) -> tuple[bytearray, array[int]]:
+    """Message ids in slot order as UTF-8 in one buffer, and each one's offset (ASCII: the
+    offsets are str lengths)."""
+    joined = "".join(mids)
+    if joined.isascii():
+        return bytearray(joined.encode("ascii")), array("q", accumulate(map(len, mids), initial=0))
+    encoded = list(map(str.encode, mids, repeat("utf-8"), repeat("surrogatepass")))
+    return bytearray(b"".join(encoded)), array("q", accumulate(map(len, encoded), initial=0))
 
 
 @cache
@@ -1687,11 +1781,11 @@ def _layout_python(
     *,
     mids: list[str],
     uids: list[str],
-    ts: list[int],
-    recv: list[int],
+    ts: Sequence[int],
+    recv: Sequence[int],
     pair_start: array[int],
     pair_count: list[int],
-    codes_all: list[int],
+    codes_all: Sequence[int],
     values_all: list[Any],
     keys: _Keys,
 ) -> _Layout:
@@ -1772,11 +1866,11 @@ def _layout_numpy(
     *,
     mids: list[str],
     uids: list[str],
-    ts: list[int],
-    recv: list[int],
+    ts: Sequence[int],
+    recv: Sequence[int],
     pair_start: array[int],
     pair_count: list[int],
-    codes_all: list[int],
+    codes_all: Sequence[int],
     values_all: list[Any],
     keys: _Keys,
 ) -> _Layout:
@@ -1851,6 +1945,55 @@ def _layout_numpy(
         t_value=t_value,
         a_code=array(keys.code_type, a_code.astype(code_dtype).tobytes()),
     )
+
+
+def _packed(numbers: Sequence[int]) -> array[int]:
+    """``numbers`` as an ``array('q')`` (itself when it already is one)."""
+    if isinstance(numbers, array) and numbers.typecode == "q":
+        return numbers
+    return array("q", numbers)
+
+
+def _layout_compiled(chunk: _Chunk, keys: _Keys) -> tuple[_Layout, bytearray, array[int]] | None:
+    """:func:`_drop_copies`, :func:`_layout_python` and :func:`_message_buffer` in one call
+    to the C speedups (which also make the pairs' key objects), or ``None`` where the
+    speedups are not built or an id is a ``str`` subclass, which only Python may hash."""
+    compiled = _compiled()
+    if compiled is None:
+        return None
+    built = compiled.layout(
+        chunk.message_id,
+        chunk.user_id,
+        _packed(chunk.ts),
+        _packed(chunk.recv),
+        _packed(chunk.code),
+        chunk.value,
+        _packed(chunk.bound),
+        keys.trait_names,
+        keys.audience_pairs,
+        array(_INDEX).itemsize,
+        array(keys.code_type).itemsize,
+    )
+    if built is None:
+        return None
+    blob, m_off, u_ids, u_range, m_user, e_slot, e_ts, e_recv, ends, *pairs = built
+    t_code, t_value, a_code, t_key, a_pair = pairs
+    layout = _Layout(
+        u_ids=u_ids,
+        users=dict(zip(u_ids, range(len(u_ids)), strict=True)),
+        u_range=array(_INDEX, u_range),
+        m_user=array(_INDEX, m_user),
+        e_slot=array(_INDEX, e_slot),
+        e_ts=array("q", e_ts),
+        e_recv=array("q", e_recv),
+        ends=array(_INDEX, ends),
+        t_code=array(keys.code_type, t_code),
+        t_value=t_value,
+        a_code=array(keys.code_type, a_code),
+        t_key=t_key,
+        a_pair=a_pair,
+    )
+    return layout, blob, array("q", m_off)
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -63,6 +63,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         need = ", required" if engine.name in required else ""
         lines.append(f"engine {engine.name}: {state}{need}")
     lines.append(f"hypothesis profile: {settings.get_current_profile_name()}")
+    try:
+        from personas_warehouse import _speedups  # noqa: F401
+    except ImportError:
+        lines.append("C speedups: not built (the log runs its Python code)")
+    else:
+        lines.append("C speedups: built")
     return lines
 
 
