@@ -300,6 +300,202 @@ done:
     return result;
 }
 
+static int
+get_int64s_view(PyObject *source, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(source, view, PyBUF_SIMPLE) < 0) return -1;
+    if (view->len % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "expected a buffer of 8-byte integers");
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * columns: the helpers of _Keys.columns_of (IdentifiesLog.from_columns)
+ * ------------------------------------------------------------------------------------------ */
+
+/* utc_micros(moments): epoch microseconds (int64 bytes) of a list or tuple of datetimes, or
+ * None unless every one is an exact datetime in UTC (the Python code then checks them). */
+static PyObject *
+utc_micros_column(PyObject *module, PyObject *moments)
+{
+    if (!PyList_CheckExact(moments) && !PyTuple_CheckExact(moments)) Py_RETURN_NONE;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(moments);
+    PyObject **items = PySequence_Fast_ITEMS(moments);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * sizeof(int64_t));
+    if (out == NULL) return NULL;
+    int64_t *micros = (int64_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!utc_micros(items[i], &micros[i])) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+    }
+    return out;
+}
+
+/* present(column): the rows of a list or tuple whose cell is not None (int64 bytes) and those
+ * cells (a list), or None for another kind of sequence. */
+static PyObject *
+present(PyObject *module, PyObject *column)
+{
+    if (!PyList_CheckExact(column) && !PyTuple_CheckExact(column)) Py_RETURN_NONE;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(column);
+    PyObject **items = PySequence_Fast_ITEMS(column);
+    Py_ssize_t found = 0;
+    for (Py_ssize_t i = 0; i < count; i++) found += items[i] != Py_None;
+    PyObject *rows = PyBytes_FromStringAndSize(NULL, found * sizeof(int64_t));
+    PyObject *cells = PyList_New(found);
+    if (rows == NULL || cells == NULL) {
+        Py_XDECREF(rows);
+        Py_XDECREF(cells);
+        return NULL;
+    }
+    int64_t *out = (int64_t *)PyBytes_AS_STRING(rows);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count && at < found; i++) {
+        if (items[i] == Py_None) continue;
+        out[at] = i;
+        PyList_SET_ITEM(cells, at, Py_NewRef(items[i]));
+        at++;
+    }
+    PyObject *result = PyTuple_Pack(2, rows, cells);
+    Py_DECREF(rows);
+    Py_DECREF(cells);
+    return result;
+}
+
+/* check_pairs(codes, values, checks): whether every value passes its key's check unchanged
+ * (flatten's table and rules); codes an int64 buffer as long as the values list. */
+static PyObject *
+check_pairs(PyObject *module, PyObject *args)
+{
+    PyObject *code_object, *values;
+    Py_buffer checks, codes = {0};
+    if (!PyArg_ParseTuple(args, "OO!y*", &code_object, &PyList_Type, &values, &checks))
+        return NULL;
+    PyObject *result = NULL;
+    if (get_int64s_view(code_object, &codes) < 0) goto done;
+    Py_ssize_t count = PyList_GET_SIZE(values);
+    if (codes.len / 8 != count) {
+        PyErr_SetString(PyExc_ValueError, "check_pairs: as many codes as values");
+        goto done;
+    }
+    const int64_t *code = codes.buf;
+    const unsigned char *check = checks.buf;
+    Py_ssize_t code_count = checks.len / TAG_COUNT;
+    int verdict = 1;
+    for (Py_ssize_t j = 0; j < count && verdict == 1; j++) {
+        PyObject *value = PyList_GET_ITEM(values, j);
+        int tag = value_tag(value);
+        if (tag < 0 || code[j] < 0 || code[j] >= code_count) {
+            verdict = 0;
+            break;
+        }
+        verdict = passes(value, check[code[j] * TAG_COUNT + tag]);
+    }
+    if (verdict >= 0) result = PyBool_FromLong(verdict);
+done:
+    if (codes.obj) PyBuffer_Release(&codes);
+    PyBuffer_Release(&checks);
+    return result;
+}
+
+/* in_event_order(count, rows, codes, values): pairs given a key at a time (rows[j], int64
+ * buffers, the events carrying key codes[j] with cells values[j]) as flat codes (int64
+ * bytes) and values (a list) in event order, and each event's bound (int64 bytes): a
+ * counting sort, stable within an event in the order the keys are given. */
+static PyObject *
+in_event_order(PyObject *module, PyObject *args)
+{
+    Py_ssize_t count;
+    PyObject *row_lists, *code_list, *value_lists;
+    if (!PyArg_ParseTuple(args, "nO!O!O!", &count, &PyList_Type, &row_lists, &PyList_Type,
+                          &code_list, &PyList_Type, &value_lists))
+        return NULL;
+    Py_ssize_t keys = PyList_GET_SIZE(row_lists);
+    if (count < 0 || PyList_GET_SIZE(code_list) != keys || PyList_GET_SIZE(value_lists) != keys) {
+        PyErr_SetString(PyExc_ValueError, "in_event_order: one rows, code and values per key");
+        return NULL;
+    }
+    Py_buffer *views = PyMem_Calloc(keys + 1, sizeof(Py_buffer));
+    int64_t *bound = PyMem_Calloc(count + 2, sizeof(int64_t));
+    int64_t *codes = PyMem_Malloc((keys + 1) * sizeof(int64_t));
+    int64_t *flat_codes = NULL;
+    PyObject *flat = NULL, *result = NULL;
+    Py_ssize_t opened = 0, total = 0;
+    if (!views || !bound || !codes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < keys; k++) {
+        codes[k] = PyLong_AsLongLong(PyList_GET_ITEM(code_list, k));
+        if (codes[k] == -1 && PyErr_Occurred()) goto done;
+        PyObject *cells = PyList_GET_ITEM(value_lists, k);
+        if (!PyList_CheckExact(cells)) {
+            PyErr_SetString(PyExc_TypeError, "in_event_order: the values of a key are a list");
+            goto done;
+        }
+        if (PyObject_GetBuffer(PyList_GET_ITEM(row_lists, k), &views[k], PyBUF_SIMPLE) < 0)
+            goto done;
+        opened = k + 1;
+        if (views[k].len % 8 != 0 || views[k].len / 8 != PyList_GET_SIZE(cells)) {
+            PyErr_SetString(PyExc_ValueError, "in_event_order: rows and values differ in length");
+            goto done;
+        }
+        const int64_t *rows = views[k].buf;
+        for (Py_ssize_t i = 0; i < views[k].len / 8; i++) {
+            if (rows[i] < 0 || rows[i] >= count) {
+                PyErr_SetString(PyExc_ValueError, "in_event_order: a row out of range");
+                goto done;
+            }
+            bound[rows[i] + 1]++;
+        }
+        total += views[k].len / 8;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) bound[i + 1] += bound[i];
+    flat_codes = PyMem_Malloc((total + 1) * sizeof(int64_t));
+    flat = PyList_New(total);
+    if (!flat_codes || !flat) {
+        if (!flat_codes) PyErr_NoMemory();
+        goto done;
+    }
+    {
+        int64_t *free_at = bound + 1; /* reused as each event's next free pair, then restored */
+        int64_t saved_first = bound[0];
+        /* free_at[i - 1] is event i's start: shift by one to fill, then shift back */
+        for (Py_ssize_t i = count; i > 0; i--) bound[i] = bound[i - 1];
+        for (Py_ssize_t k = 0; k < keys; k++) {
+            const int64_t *rows = views[k].buf;
+            PyObject *cells = PyList_GET_ITEM(value_lists, k);
+            for (Py_ssize_t i = 0; i < views[k].len / 8; i++) {
+                int64_t at = free_at[rows[i]]++;
+                flat_codes[at] = codes[k];
+                PyList_SET_ITEM(flat, at, Py_NewRef(PyList_GET_ITEM(cells, i)));
+            }
+        }
+        bound[0] = saved_first;
+    }
+    {
+        PyObject *code_bytes = PyBytes_FromStringAndSize((const char *)flat_codes, total * 8);
+        PyObject *bound_bytes = PyBytes_FromStringAndSize((const char *)bound, (count + 1) * 8);
+        if (code_bytes && bound_bytes) result = PyTuple_Pack(3, code_bytes, flat, bound_bytes);
+        Py_XDECREF(code_bytes);
+        Py_XDECREF(bound_bytes);
+    }
+done:
+    for (Py_ssize_t k = 0; k < opened; k++) PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyMem_Free(bound);
+    PyMem_Free(codes);
+    PyMem_Free(flat_codes);
+    Py_XDECREF(flat);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------
  * layout
  * ------------------------------------------------------------------------------------------ */
@@ -1019,6 +1215,14 @@ static PyMethodDef methods[] = {
     {"layout", layout, METH_VARARGS,
      "layout(mids, uids, ts, recv, codes, values, bound, trait_names, audience_pairs, "
      "index_size, code_size): the first index of an empty log in C, or None."},
+    {"utc_micros", utc_micros_column, METH_O,
+     "utc_micros(moments): epoch microseconds of UTC datetimes (int64 bytes), or None."},
+    {"present", present, METH_O,
+     "present(column): the rows whose cell is not None (int64 bytes) and those cells."},
+    {"check_pairs", check_pairs, METH_VARARGS,
+     "check_pairs(codes, values, checks): whether every value passes unchanged."},
+    {"in_event_order", in_event_order, METH_VARARGS,
+     "in_event_order(count, rows, codes, values): _in_event_order_python in C."},
     {"use_state", use_state, METH_VARARGS,
      "use_state(type, descriptors): the UserState class state() and snapshot() make."},
     {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,

@@ -384,17 +384,16 @@ class _Keys:
         )
         values, cleared = given.values, given.cleared
         count = len(message_id)
-        if not (
-            _plain_ids(message_id)
-            and _plain_ids(user_id)
-            and _aware(timestamp)
-            and (received_at is timestamp or _aware(received_at))
-        ):
+        if not (_plain_ids(message_id) and _plain_ids(user_id)):
+            return None
+        ts = _utc_micros(timestamp)
+        recv = ts if received_at is timestamp or ts is None else _utc_micros(received_at)
+        if ts is None or recv is None:
             return None
         if any(key not in self.code for key in values):
             return None
         # (event, code, value) of every pair, a key at a time; clears first
-        pair_rows: list[list[int]] = []
+        pair_rows: list[Sequence[int]] = []
         pair_codes: list[int] = []
         pair_values: list[list[Any]] = []
         cleared_at: dict[int, set[int]] = {}
@@ -414,9 +413,7 @@ class _Keys:
                 pair_values.append([None] * len(where))
         for key, column in values.items():
             code = self.code[key]
-            # one C pass over the column; the (few) cells are then gathered by position
-            rows = list(compress(range(count), map(is_not, column, repeat(None))))
-            cells = list(map(column.__getitem__, rows))
+            rows, cells = _present(column)
             taken = cleared_at.get(code)
             if taken:  # a clear of the key in the same event wins over a stored value
                 keep = [row not in taken for row in rows]
@@ -424,13 +421,10 @@ class _Keys:
             pair_rows.append(rows)
             pair_codes.append(code)
             pair_values.append(cells)
-        order = _in_event_order_numpy if _accelerated() else _in_event_order_python
-        codes, flat, bound = order(count, pair_rows, pair_codes, pair_values)
+        codes, flat, bound = _in_event_order(count, pair_rows, pair_codes, pair_values)
         del pair_rows, pair_values
-        if not self._values_pass(cast("list[int | None]", codes), flat):
+        if not self._values_pass(codes, flat):
             return None
-        ts = list(_micros_each(timestamp))
-        recv = ts if received_at is timestamp else list(_micros_each(received_at))
         return _Chunk(
             message_id=list(message_id),
             user_id=list(user_id),
@@ -470,12 +464,15 @@ class _Keys:
             checked.append(self.space.validate_event(event))
         return checked
 
-    def _values_pass(self, codes: list[int | None], values: list[Any]) -> bool:
+    def _values_pass(self, codes: Sequence[int | None], values: list[Any]) -> bool:
         """True when every value surely passes Space.validate_event unchanged (bulk, in C).
 
         Conservative: a value it cannot vouch for (say an integer over 2**53 in a batch that
         also has NUMBER traits) sends the batch through the full per-event check.
         """
+        compiled = _compiled()
+        if compiled is not None and isinstance(codes, array) and codes.typecode == "q":
+            return bool(compiled.check_pairs(codes, values, self.compiled_checks))
         types = list(map(type, values))
         got = set(map(self.checks.get, set(zip(codes, types, strict=True))))  # type: ignore[arg-type]
         if None in got:
@@ -514,8 +511,43 @@ def _aware(moments: Sequence[Any]) -> bool:
     )
 
 
+def _utc_micros(moments: Sequence[Any]) -> Sequence[int] | None:
+    """Epoch microseconds of aware datetimes, or ``None`` if one is not (in C where every one
+    is a ``datetime`` in UTC, as connections return them)."""
+    compiled = _compiled()
+    if compiled is not None:
+        packed = compiled.utc_micros(moments)
+        if packed is not None:
+            return array("q", packed)
+    return list(_micros_each(moments)) if _aware(moments) else None
+
+
+def _present(column: Sequence[Any]) -> tuple[Sequence[int], list[Any]]:
+    """The rows whose cell is not ``None``, and those cells (one C pass)."""
+    compiled = _compiled()
+    found = None if compiled is None else compiled.present(column)
+    if found is not None:
+        return array("q", found[0]), found[1]
+    rows = list(compress(range(len(column)), map(is_not, column, repeat(None))))
+    return rows, list(map(column.__getitem__, rows))
+
+
+def _in_event_order(
+    count: int, rows: list[Sequence[int]], codes: list[int], values: list[list[Any]]
+) -> tuple[Sequence[int], list[Any], Sequence[int]]:
+    """Pairs given a key at a time in event order: in C, with numpy, or in Python."""
+    compiled = _compiled()
+    if compiled is not None:
+        code_bytes, flat, bound = compiled.in_event_order(
+            count, [_packed(some) for some in rows], codes, values
+        )
+        return array("q", code_bytes), flat, array("q", bound)
+    order = _in_event_order_numpy if _accelerated() else _in_event_order_python
+    return order(count, rows, codes, values)
+
+
 def _in_event_order_python(
-    count: int, rows: list[list[int]], codes: list[int], values: list[list[Any]]
+    count: int, rows: list[Sequence[int]], codes: list[int], values: list[list[Any]]
 ) -> tuple[list[int], list[Any], list[int]]:
     """Pairs given a key at a time (``rows[j]``: the events carrying key ``codes[j]``, with
     ``values[j]``) as flat codes and values in event order, and each event's bound."""
@@ -537,7 +569,7 @@ def _in_event_order_python(
 
 
 def _in_event_order_numpy(
-    count: int, rows: list[list[int]], codes: list[int], values: list[list[Any]]
+    count: int, rows: list[Sequence[int]], codes: list[int], values: list[list[Any]]
 ) -> tuple[list[int], list[Any], list[int]]:
     """:func:`_in_event_order_python` with one stable ``argsort`` (the same result)."""
     import numpy as np  # noqa: PLC0415 (optional: the fast extra)

@@ -20,7 +20,7 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import reference_snapshot
+from reference import as_columns, reference_snapshot
 
 from personas_warehouse import log as log_module
 from personas_warehouse.errors import InvalidEventError
@@ -420,3 +420,55 @@ def test_fold_checks_its_ranges(compiled: Any) -> None:
         compiled.state("u", 0, 1, log._ends, (), log._t_value, log._a_pair, *templates)
     with pytest.raises(ValueError, match="u_range"):
         compiled.snapshot(0, ["u", "w"], log._u_range, log._e_ts, *columns, *templates)
+
+
+@settings(max_examples=150)
+@given(case=space_and_log())
+def test_from_columns_equals_the_python_columns(case: Any) -> None:
+    """``IdentifiesLog.from_columns`` (the path ``Warehouse.load_log`` takes) builds the same
+    log, column for column, with the compiled scans of the columns and without them."""
+    _speedups()
+    space, events = case
+    columns = as_columns(space, events)
+
+    def built() -> dict[str, Any]:
+        log = IdentifiesLog.from_columns(space, **columns)
+        len(log)
+        return {name: getattr(log, name) for name in IdentifiesLog.__slots__}
+
+    got, expected = built(), _without_speedups(built)
+    for name, value in expected.items():
+        if name not in {"_keys", "_pending"}:
+            assert got[name] == value, name
+    assert all(map(same, got["_t_value"], expected["_t_value"]))
+
+
+def test_column_helpers(compiled: Any) -> None:
+    """The scans ``from_columns`` uses, and what they leave to Python."""
+    utc = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    rows, cells = compiled.present((None, 1, None, "a", 0.0))
+    assert (array("q", rows).tolist(), cells) == ([1, 3, 4], [1, "a", 0.0])
+    assert compiled.present(range(3)) is None  # another sequence: Python scans it
+    assert array("q", compiled.utc_micros([utc])).tolist() == [1_704_067_200_000_000]
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert compiled.utc_micros([utc, utc.astimezone(paris)]) is None  # Python converts it
+    assert log_module._utc_micros([utc.astimezone(paris)]) == [1_704_067_200_000_000]
+    assert log_module._utc_micros([utc.replace(tzinfo=None)]) is None  # naive: refused
+    codes, flat, bound = compiled.in_event_order(
+        3, [array("q", [2, 0]), array("q", [0])], [7, 5], [["x", "y"], ["z"]]
+    )
+    assert (array("q", codes).tolist(), flat, array("q", bound).tolist()) == (
+        [7, 5, 7],
+        ["y", "z", "x"],
+        [0, 2, 2, 3],
+    )
+    with pytest.raises(ValueError, match="out of range"):
+        compiled.in_event_order(1, [array("q", [1])], [0], [["x"]])
+    with pytest.raises(ValueError, match="length"):
+        compiled.in_event_order(2, [array("q", [1])], [0], [[]])
+    keys = log_module._Keys(SPACE)
+    n, x = keys.code["n"], keys.code["x"]
+    checks = keys.compiled_checks
+    assert compiled.check_pairs(array("q", [n, x]), [1, 2.5], checks) is True
+    assert compiled.check_pairs(array("q", [x]), [float("inf")], checks) is False
+    assert compiled.check_pairs(array("q", [n]), ["1"], checks) is False
