@@ -953,6 +953,69 @@ done:
     return result;
 }
 
+/* hash_table(blob, m_off, size, slot_bits, fingerprint_mask): IdentifiesLog._rehash's table
+ * of `size` entries (a power of two) over the message ids blob[m_off[i]:m_off[i + 1]] (UTF-8,
+ * lone surrogates passed), each entry fingerprint << slot_bits | (slot + 1) at its str hash's
+ * linear-probing position; int64 bytes. Any valid probing order serves the lookups; this
+ * one inserts in slot order. */
+static PyObject *
+hash_table(PyObject *module, PyObject *args)
+{
+    PyObject *blob_object, *offsets_object;
+    Py_ssize_t size;
+    int slot_bits;
+    long long fingerprint_mask;
+    if (!PyArg_ParseTuple(args, "OOniL", &blob_object, &offsets_object, &size, &slot_bits,
+                          &fingerprint_mask))
+        return NULL;
+    if (size <= 0 || (size & (size - 1)) != 0 || slot_bits <= 0 || slot_bits >= 63) {
+        PyErr_SetString(PyExc_ValueError, "hash_table: size is a power of two");
+        return NULL;
+    }
+    Py_buffer blob = {0}, offsets = {0};
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(blob_object, &blob, PyBUF_SIMPLE) < 0) return NULL;
+    if (get_int64s_view(offsets_object, &offsets) < 0) goto done;
+    Py_ssize_t slots = offsets.len / 8 - 1;
+    const int64_t *off = offsets.buf;
+    if (slots < 0 || 2 * slots > size || off[0] != 0 || off[slots] > blob.len) {
+        PyErr_SetString(PyExc_ValueError, "hash_table: offsets past the buffer, or too many ids");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size * 8);
+    if (result == NULL) goto done;
+    int64_t *table = (int64_t *)PyBytes_AS_STRING(result);
+    memset(table, 0, size * 8);
+    uint64_t mask = (uint64_t)size - 1;
+    for (Py_ssize_t slot = 0; slot < slots; slot++) {
+        if (off[slot + 1] < off[slot]) {
+            PyErr_SetString(PyExc_ValueError, "hash_table: offsets decrease");
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyObject *mid = PyUnicode_DecodeUTF8((const char *)blob.buf + off[slot],
+                                             off[slot + 1] - off[slot], "surrogatepass");
+        if (mid == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_hash_t digest = PyObject_Hash(mid);
+        Py_DECREF(mid);
+        if (digest == -1 && PyErr_Occurred()) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        uint64_t position = (uint64_t)digest & mask;
+        while (table[position] != 0) position = (position + 1) & mask;
+        uint64_t fingerprint = ((uint64_t)digest >> 24) & (uint64_t)fingerprint_mask;
+        table[position] = (int64_t)((fingerprint << slot_bits) | (uint64_t)(slot + 1));
+    }
+done:
+    if (offsets.obj) PyBuffer_Release(&offsets);
+    PyBuffer_Release(&blob);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------
  * state and snapshot: the fold of IdentifiesLog.reconstruct_state / snapshot
  * ------------------------------------------------------------------------------------------ */
@@ -1223,6 +1286,8 @@ static PyMethodDef methods[] = {
      "check_pairs(codes, values, checks): whether every value passes unchanged."},
     {"in_event_order", in_event_order, METH_VARARGS,
      "in_event_order(count, rows, codes, values): _in_event_order_python in C."},
+    {"hash_table", hash_table, METH_VARARGS,
+     "hash_table(blob, m_off, size, slot_bits, fingerprint_mask): the message-id table."},
     {"use_state", use_state, METH_VARARGS,
      "use_state(type, descriptors): the UserState class state() and snapshot() make."},
     {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,

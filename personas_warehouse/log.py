@@ -1103,12 +1103,17 @@ class IdentifiesLog:
     def _rehash(self, size: int) -> None:
         """A new hash table of ``size`` entries holding every message id (slot numbers kept).
 
-        In bulk: an id that is the first to hash to its home entry takes it at once (C-level
-        passes); only the others probe, one by one.
+        In C where the speedups are built. Otherwise in bulk: an id that is the first to hash to
+        its home entry takes it at once (C-level passes); only the others probe, one by one.
         """
+        blob, m_off = self._blob, self._m_off
+        if _SPEEDUPS is not None:
+            self._table = array(
+                "q", _SPEEDUPS.hash_table(blob, m_off, size, _SLOT_BITS, _FINGERPRINT_MASK)
+            )
+            return
         table: array[int] = array("q", bytes(8 * size))
         self._table = table
-        blob, m_off = self._blob, self._m_off
         slots = len(m_off) - 1
         if not slots:
             return

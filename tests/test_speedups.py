@@ -472,3 +472,49 @@ def test_column_helpers(compiled: Any) -> None:
     assert compiled.check_pairs(array("q", [n, x]), [1, 2.5], checks) is True
     assert compiled.check_pairs(array("q", [x]), [float("inf")], checks) is False
     assert compiled.check_pairs(array("q", [n]), ["1"], checks) is False
+
+
+@settings(max_examples=150)
+@given(case=space_and_log(), cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_adds_to_a_built_log_equal_the_python_adds(case: Any, cuts: list[int]) -> None:
+    """Logs fed in batches (the second and later take the add path, over the message-id hash
+    table the speedups build) are the same with and without them, column for column; only
+    the hash table may order colliding ids differently."""
+    _speedups()
+    space, events = case
+
+    def built() -> dict[str, Any]:
+        log = IdentifiesLog(space)
+        start = 0
+        for cut in [*sorted(set(cuts)), len(events)]:
+            log.extend(events[start:cut])
+            len(log)
+            start = max(start, cut)
+        return {name: getattr(log, name) for name in IdentifiesLog.__slots__}
+
+    got, expected = built(), _without_speedups(built)
+    for name, value in expected.items():
+        if name not in {"_keys", "_pending", "_table"}:
+            assert got[name] == value, name
+
+
+def test_hash_table_finds_every_message_id(compiled: Any) -> None:
+    """Every message id is found from its str hash by linear probing, with its slot and
+    fingerprint, and the table holds nothing else."""
+    mids = [f"m{i}" for i in range(300)] + ["é", "\ud800", "日本"]
+    log = IdentifiesLog(SPACE, [IdentifyEvent(m, "u", at(0), {}) for m in mids])
+    len(log)
+    size = 1024
+    table = array("q", compiled.hash_table(log._blob, log._m_off, size, 40, (1 << 22) - 1))
+    for slot, mid in enumerate(mids):
+        digest = hash(mid)
+        position = digest & (size - 1)
+        while table[position] & ((1 << 40) - 1) != slot + 1:
+            assert table[position], f"{mid!r} not found"
+            position = (position + 1) & (size - 1)
+        assert table[position] >> 40 == (digest >> 24) & ((1 << 22) - 1)
+    assert sum(1 for entry in table if entry) == len(mids)
+    with pytest.raises(ValueError, match="power of two"):
+        compiled.hash_table(log._blob, log._m_off, 1000, 40, (1 << 22) - 1)
+    with pytest.raises(ValueError, match="too many"):
+        compiled.hash_table(log._blob, log._m_off, 256, 40, (1 << 22) - 1)
