@@ -5,14 +5,14 @@ where the build fails, the package installs without it and runs its pure-Python 
 results, a slower first index: docs/performance.md).
 """
 
+import platform
+
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "personas_warehouse._speedups",
-            ["personas_warehouse/_speedups.c"],
-            optional=True,
-        )
-    ]
+# The extension reads CPython's object layouts (slots, list items, mappingproxy): CPython only.
+speedups = Extension(
+    "personas_warehouse._speedups",
+    ["personas_warehouse/_speedups.c"],
+    optional=True,
 )
+setup(ext_modules=[speedups] if platform.python_implementation() == "CPython" else [])

@@ -164,6 +164,29 @@ list_of(PyObject **items, Py_ssize_t count)
     return list;
 }
 
+/* The offsets of `count` object slots of `type`, from their member descriptors (a tuple);
+ * -1 with ValueError naming `what` unless each is an object slot of exactly that type. */
+static int
+slot_offsets(PyObject *descriptors, PyObject *type, Py_ssize_t count, Py_ssize_t *offsets,
+             const char *what)
+{
+    if (PyTuple_GET_SIZE(descriptors) != count) {
+        PyErr_Format(PyExc_ValueError, "%s needs %zd slot descriptors", what, count);
+        return -1;
+    }
+    for (Py_ssize_t f = 0; f < count; f++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(descriptors, f);
+        if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+            || PyDescr_TYPE(descriptor) != (PyTypeObject *)type
+            || ((PyMemberDescrObject *)descriptor)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_ValueError, "%s needs the type's object slot descriptors", what);
+            return -1;
+        }
+        offsets[f] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+    }
+    return 0;
+}
+
 enum { F_MESSAGE_ID, F_USER_ID, F_TIMESTAMP, F_RECEIVED_AT, F_VALUES, F_COUNT };
 
 static PyObject *
@@ -185,20 +208,7 @@ flatten(PyObject *module, PyObject *args)
     pairs_t pairs = {0, 0, NULL, NULL};
     int late = 0;
 
-    if (PyTuple_GET_SIZE(descriptors) != F_COUNT) {
-        PyErr_SetString(PyExc_ValueError, "flatten needs five slot descriptors");
-        goto done;
-    }
-    for (int f = 0; f < F_COUNT; f++) {
-        PyObject *descriptor = PyTuple_GET_ITEM(descriptors, f);
-        if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
-            || PyDescr_TYPE(descriptor) != (PyTypeObject *)event_type
-            || ((PyMemberDescrObject *)descriptor)->d_member->type != T_OBJECT_EX) {
-            PyErr_SetString(PyExc_ValueError, "flatten needs the event type's slot descriptors");
-            goto done;
-        }
-        offset[f] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-    }
+    if (slot_offsets(descriptors, event_type, F_COUNT, offset, "flatten") < 0) goto done;
     if (!proxy_layout_ok) {
         result = Py_NewRef(Py_None);
         goto done;
@@ -1134,22 +1144,13 @@ use_state(PyObject *module, PyObject *args)
     PyObject *type, *descriptors;
     if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &type, &PyTuple_Type, &descriptors))
         return NULL;
-    if (PyTuple_GET_SIZE(descriptors) != 3
-        || ((PyTypeObject *)type)->tp_alloc == NULL
-        || ((PyTypeObject *)type)->tp_dealloc == NULL) {
-        PyErr_SetString(PyExc_ValueError, "use_state needs a type and three slot descriptors");
+    if (((PyTypeObject *)type)->tp_alloc == NULL) {
+        PyErr_SetString(PyExc_ValueError, "use_state needs a type that allocates");
         return NULL;
     }
-    for (int f = 0; f < 3; f++) {
-        PyObject *descriptor = PyTuple_GET_ITEM(descriptors, f);
-        if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
-            || PyDescr_TYPE(descriptor) != (PyTypeObject *)type
-            || ((PyMemberDescrObject *)descriptor)->d_member->type != T_OBJECT_EX) {
-            PyErr_SetString(PyExc_ValueError, "use_state needs the type's slot descriptors");
-            return NULL;
-        }
-        state_offsets[f] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-    }
+    Py_ssize_t offsets[3];
+    if (slot_offsets(descriptors, type, 3, offsets, "use_state") < 0) return NULL;
+    memcpy(state_offsets, offsets, sizeof(offsets));
     Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(type));
     Py_RETURN_NONE;
 }
