@@ -378,6 +378,97 @@ present(PyObject *module, PyObject *column)
     return result;
 }
 
+/* cleared_rows(cleared, codes, code_count): the rows that clear each key, from a column of
+ * None or lists/tuples of key names: {code: rows (int64 bytes, increasing)} with the codes in
+ * order of first appearance; None when an entry is anything else or names an unknown key
+ * (the Python code then reads the column and says what is wrong). */
+static PyObject *
+cleared_rows(PyObject *module, PyObject *args)
+{
+    PyObject *cleared, *code_of;
+    Py_ssize_t code_count;
+    if (!PyArg_ParseTuple(args, "OO!n", &cleared, &PyDict_Type, &code_of, &code_count))
+        return NULL;
+    if ((!PyList_CheckExact(cleared) && !PyTuple_CheckExact(cleared)) || code_count < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(cleared);
+    PyObject **entries = PySequence_Fast_ITEMS(cleared);
+    int64_t **rows = PyMem_Calloc(code_count + 1, sizeof(int64_t *));
+    Py_ssize_t *size = PyMem_Calloc(code_count + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *capacity = PyMem_Calloc(code_count + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *first_seen = PyMem_Malloc((code_count + 1) * sizeof(Py_ssize_t));
+    Py_ssize_t seen = 0;
+    PyObject *result = NULL;
+    if (!rows || !size || !capacity || !first_seen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t row = 0; row < count; row++) {
+        PyObject *entry = entries[row];
+        if (entry == Py_None) continue;
+        if (!PyList_CheckExact(entry) && !PyTuple_CheckExact(entry)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        Py_ssize_t names = PySequence_Fast_GET_SIZE(entry);
+        PyObject **name = PySequence_Fast_ITEMS(entry);
+        for (Py_ssize_t n = 0; n < names; n++) {
+            if (!PyUnicode_CheckExact(name[n])) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            PyObject *code_object = PyDict_GetItemWithError(code_of, name[n]);
+            if (code_object == NULL) {
+                if (!PyErr_Occurred()) result = Py_NewRef(Py_None);
+                goto done;
+            }
+            Py_ssize_t code = PyLong_AsSsize_t(code_object);
+            if (code == -1 && PyErr_Occurred()) goto done;
+            if (code < 0 || code >= code_count) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            if (size[code] > 0 && rows[code][size[code] - 1] == row) continue; /* named twice */
+            if (size[code] == capacity[code]) {
+                Py_ssize_t grown = capacity[code] ? 2 * capacity[code] : 64;
+                int64_t *bigger = PyMem_Realloc(rows[code], grown * sizeof(int64_t));
+                if (!bigger) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                rows[code] = bigger;
+                capacity[code] = grown;
+            }
+            if (size[code] == 0) first_seen[seen++] = code;
+            rows[code][size[code]++] = row;
+        }
+    }
+    result = PyDict_New();
+    if (result == NULL) goto done;
+    for (Py_ssize_t i = 0; i < seen; i++) {
+        Py_ssize_t code = first_seen[i];
+        PyObject *key = PyLong_FromSsize_t(code);
+        PyObject *value = PyBytes_FromStringAndSize((const char *)rows[code], size[code] * 8);
+        if (!key || !value || PyDict_SetItem(result, key, value) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(value);
+            Py_CLEAR(result);
+            goto done;
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+done:
+    if (rows) {
+        for (Py_ssize_t code = 0; code < code_count; code++) PyMem_Free(rows[code]);
+    }
+    PyMem_Free(rows);
+    PyMem_Free(size);
+    PyMem_Free(capacity);
+    PyMem_Free(first_seen);
+    return result;
+}
+
 /* check_pairs(codes, values, checks): whether every value passes its key's check unchanged
  * (flatten's table and rules); codes an int64 buffer as long as the values list. */
 static PyObject *
@@ -1283,6 +1374,8 @@ static PyMethodDef methods[] = {
      "utc_micros(moments): epoch microseconds of UTC datetimes (int64 bytes), or None."},
     {"present", present, METH_O,
      "present(column): the rows whose cell is not None (int64 bytes) and those cells."},
+    {"cleared_rows", cleared_rows, METH_VARARGS,
+     "cleared_rows(cleared, codes, code_count): {code: the rows that clear it}, or None."},
     {"check_pairs", check_pairs, METH_VARARGS,
      "check_pairs(codes, values, checks): whether every value passes unchanged."},
     {"in_event_order", in_event_order, METH_VARARGS,

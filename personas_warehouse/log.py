@@ -398,7 +398,20 @@ class _Keys:
         pair_codes: list[int] = []
         pair_values: list[list[Any]] = []
         cleared_at: dict[int, set[int]] = {}
-        if cleared is not None:
+        compiled = _compiled()
+        grouped = (
+            None
+            if compiled is None or cleared is None
+            else compiled.cleared_rows(cleared, self.code, len(self.code))
+        )
+        if grouped is not None:
+            for code, packed in grouped.items():
+                cleared_rows = array("q", packed)
+                cleared_at[code] = set(cleared_rows)
+                pair_rows.append(cleared_rows)
+                pair_codes.append(code)
+                pair_values.append([None] * len(cleared_rows))
+        elif cleared is not None:
             for row in compress(range(count), cleared):
                 given_names = cleared[row]
                 if isinstance(given_names, str):

@@ -512,3 +512,24 @@ def test_hash_table_finds_every_message_id(compiled: Any) -> None:
         compiled.hash_table(log._blob, log._m_off, 1000, 40, (1 << 22) - 1)
     with pytest.raises(ValueError, match="too many"):
         compiled.hash_table(log._blob, log._m_off, 256, 40, (1 << 22) - 1)
+
+
+def test_cleared_rows(compiled: Any) -> None:
+    """The rows clearing each key, keys in order of first appearance, a name given twice in
+    one event counted once; anything else is left to the Python code."""
+    keys = log_module._Keys(SPACE)
+    n, s = keys.code["n"], keys.code["s"]
+    grouped = compiled.cleared_rows([None, ["s"], ("n", "s", "s"), None, ["n"]], keys.code, 7)
+    assert list(grouped) == [s, n]
+    assert {code: array("q", rows).tolist() for code, rows in grouped.items()} == {
+        s: [1, 2],
+        n: [2, 4],
+    }
+    for column in ([{"n"}], ["n"], [["nope"]], [[1]]):
+        assert compiled.cleared_rows(column, keys.code, 7) is None
+    assert compiled.cleared_rows(iter([None]), keys.code, 7) is None
+    # the Python code then reads it: a set is fine, a bare string is refused
+    at0 = [at(0), at(1)]
+    columns = {"message_id": ["m1", "m2"], "user_id": ["u", "u"], "timestamp": at0}
+    log = IdentifiesLog.from_columns(SPACE, **columns, cleared=[{"n"}, None])  # type: ignore[arg-type]
+    assert [dict(e.values) for e in log.events("u")] == [{"n": None}, {}]
