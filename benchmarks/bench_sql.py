@@ -360,9 +360,7 @@ def bench_as_of(events_n: int, in_duckdb: bool, memory_limit: str) -> None:
         ts = START + dt.timedelta(days=20)
         # DuckDB's own capabilities take the one-pass ARG_MIN plan; the portable plan (what
         # every other warehouse runs) is forced by switching the flag off
-        portable = type(
-            "DuckDBPortable", (type(capabilities("duckdb")),), {"filtered_arg_min": False}
-        )()
+        portable = capabilities("duckdb").with_flags("DuckDBPortable", filtered_arg_min=False)
         ours_time, ours = answers.timed(
             "as_of_query, portable plan (wide identifies)", as_of_query(SPACE, ts, portable)
         )

@@ -29,8 +29,9 @@ How it is stored (see ``docs/reconstruction.md``): one set of flat columns for t
 one ``bytearray``, keys interned as small integer codes, trait values in one list, audience
 values folded into their key code). Each user's events sit in one contiguous, sorted range, so
 a state at ``ts`` is one bisection plus two C-level dict updates over the user's value pairs up
-to that point. The first index of an empty log is built in bulk (C-level passes over whole
-columns, duplicates found with one dict); an open-addressing hash table over the message ids,
+to that point. The first index of an empty log is built in bulk (by the optional C speedups,
+``personas_warehouse._speedups``, where they are built; otherwise by C-level passes over whole
+columns, with numpy where installed); an open-addressing hash table over the message ids,
 which only adds to a non-empty log need, is built by the first of them. Users touched by later
 adds are re-sorted and appended at the end; the abandoned ranges are compacted away when they
 outweigh the live ones.

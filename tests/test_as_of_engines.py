@@ -118,7 +118,7 @@ def plans(engine: Engine) -> list[Capabilities]:
     caps = capabilities(engine.dialect)
     if engine.name != "duckdb":
         return [caps]
-    portable = type("DuckDBPortable", (type(caps),), {"filtered_arg_min": False})()
+    portable = caps.with_flags("DuckDBPortable", filtered_arg_min=False)
     assert filtered_arg_min(caps)
     assert not filtered_arg_min(portable)
     space = Space(audiences=[Audience("vip")])

@@ -133,3 +133,14 @@ def test_shared_code_never_branches_on_a_warehouse_name() -> None:
                     if isinstance(side, ast.Constant) and side.value in names:
                         offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_with_flags_derives_without_changing_the_original() -> None:
+    duckdb = capabilities("duckdb")
+    portable = duckdb.with_flags(filtered_arg_min=False)
+    assert (duckdb.filtered_arg_min, portable.filtered_arg_min) == (True, False)
+    assert isinstance(portable, type(duckdb))
+    assert portable.sqlglot_dialect == duckdb.sqlglot_dialect
+    assert type(duckdb.with_flags("Named", upsert=Upsert.MERGE)).__name__ == "Named"
+    with pytest.raises(TypeError, match="no_such_flag"):
+        duckdb.with_flags(no_such_flag=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from personas_warehouse.model import TraitType
 from personas_warehouse.naming import IdentifierUnit, identifier_length
@@ -239,12 +239,24 @@ class Capabilities:
         """These capabilities with rows replaced by ``upsert`` (on every path)."""
         if upsert is self.upsert and self.staged_upsert in (None, upsert):
             return self
-        kind = type(self)
-        derived = type(
-            f"{kind.__name__}{upsert.name.title().replace('_', '')}",
-            (kind,),
-            {"upsert": upsert, "staged_upsert": None},
-        )
+        name = f"{type(self).__name__}{upsert.name.title().replace('_', '')}"
+        return self.with_flags(name, upsert=upsert, staged_upsert=None)
+
+    def with_flags(self, name: str | None = None, /, **flags: Any) -> Capabilities:
+        """These capabilities with some flags set otherwise (to force a plan in a test or a
+        benchmark, or to describe a warehouse that differs from its profile): an instance of
+        a subclass named ``name`` (default: the class name with ``Custom``).
+
+        >>> from personas_warehouse.warehouses import capabilities
+        >>> duckdb = capabilities("duckdb")
+        >>> portable = duckdb.with_flags(filtered_arg_min=False)
+        >>> duckdb.filtered_arg_min, portable.filtered_arg_min, portable.dialect
+        (True, False, 'duckdb')
+        """
+        unknown = sorted(flag for flag in flags if not hasattr(type(self), flag))
+        if unknown:  # as Python reports an unexpected keyword argument
+            raise TypeError(f"with_flags() got unknown capability flags {unknown}")
+        derived = type(name or f"{type(self).__name__}Custom", (type(self),), flags)
         return cast("Capabilities", derived(getattr(self, "_dialect", None)))
 
     def identifier_length(self, name: str) -> int:
