@@ -310,14 +310,15 @@ done:
     return result;
 }
 
+/* `source`'s buffer in `view`, which must hold 8-byte integers; -1 (view released, its obj
+ * NULL) with ValueError naming `what` otherwise. */
 static int
-get_int64s_view(PyObject *source, Py_buffer *view)
+get_int64s(PyObject *source, Py_buffer *view, const char *what)
 {
     if (PyObject_GetBuffer(source, view, PyBUF_SIMPLE) < 0) return -1;
     if (view->len % 8 != 0) {
-        PyErr_SetString(PyExc_ValueError, "expected a buffer of 8-byte integers");
+        PyErr_Format(PyExc_ValueError, "%s is not a buffer of 8-byte integers", what);
         PyBuffer_Release(view);
-        view->obj = NULL;
         return -1;
     }
     return 0;
@@ -479,7 +480,7 @@ check_pairs(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO!y*", &code_object, &PyList_Type, &values, &checks))
         return NULL;
     PyObject *result = NULL;
-    if (get_int64s_view(code_object, &codes) < 0) goto done;
+    if (get_int64s(code_object, &codes, "check_pairs: codes") < 0) goto done;
     Py_ssize_t count = PyList_GET_SIZE(values);
     if (codes.len / 8 != count) {
         PyErr_SetString(PyExc_ValueError, "check_pairs: as many codes as values");
@@ -642,17 +643,6 @@ put_index(char *buffer, int size, Py_ssize_t i, uint64_t value)
     else ((uint64_t *)buffer)[i] = value;
 }
 
-static int
-get_int64s(PyObject *source, Py_buffer *view, const char *what)
-{
-    if (PyObject_GetBuffer(source, view, PyBUF_SIMPLE) < 0) return -1;
-    if (view->len % 8 != 0) {
-        PyErr_Format(PyExc_ValueError, "layout: %s is not a buffer of 8-byte integers", what);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
 
 static PyObject *
 layout(PyObject *module, PyObject *args)
@@ -686,13 +676,13 @@ layout(PyObject *module, PyObject *args)
     PyObject *u_range = NULL, *m_user = NULL, *e_slot = NULL, *e_ts = NULL, *e_recv = NULL;
     PyObject *ends = NULL, *t_codes = NULL, *a_codes = NULL;
 
-    if (get_int64s(ts_object, &ts_view, "ts") < 0) goto done;
+    if (get_int64s(ts_object, &ts_view, "layout: ts") < 0) goto done;
     views = 1;
-    if (get_int64s(recv_object, &recv_view, "recv") < 0) goto done;
+    if (get_int64s(recv_object, &recv_view, "layout: recv") < 0) goto done;
     views = 2;
-    if (get_int64s(code_object, &code_view, "codes") < 0) goto done;
+    if (get_int64s(code_object, &code_view, "layout: codes") < 0) goto done;
     views = 3;
-    if (get_int64s(bound_object, &bound_view, "bound") < 0) goto done;
+    if (get_int64s(bound_object, &bound_view, "layout: bound") < 0) goto done;
     views = 4;
 
     Py_ssize_t count = PyList_GET_SIZE(mid_list);
@@ -1076,7 +1066,7 @@ hash_table(PyObject *module, PyObject *args)
     Py_buffer blob = {0}, offsets = {0};
     PyObject *result = NULL;
     if (PyObject_GetBuffer(blob_object, &blob, PyBUF_SIMPLE) < 0) return NULL;
-    if (get_int64s_view(offsets_object, &offsets) < 0) goto done;
+    if (get_int64s(offsets_object, &offsets, "hash_table: m_off") < 0) goto done;
     Py_ssize_t slots = offsets.len / 8 - 1;
     const int64_t *off = offsets.buf;
     if (slots < 0 || 2 * slots > size || off[0] != 0 || off[slots] > blob.len) {
