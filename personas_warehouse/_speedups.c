@@ -1117,6 +1117,8 @@ typedef struct {
     int index_size;
     PyObject *t_key, *t_value, *a_pair; /* lists */
     PyObject *trait_template, *audience_template; /* dicts */
+    Py_buffer recv; /* with known_at: each position's received_at; recv.obj NULL without */
+    int64_t known;
 } columns_t;
 
 static uint64_t
@@ -1126,10 +1128,35 @@ get_index(const void *buffer, int size, Py_ssize_t i)
     return ((const uint64_t *)buffer)[i];
 }
 
+static void
+close_columns(columns_t *columns)
+{
+    PyBuffer_Release(&columns->ends);
+    if (columns->recv.obj) PyBuffer_Release(&columns->recv);
+}
+
+/* With `known` not None, only positions whose received_at (in `e_recv`) is at or before it
+ * count: what the warehouse knew then. */
+static int
+open_known(columns_t *columns, PyObject *known, PyObject *e_recv)
+{
+    columns->recv.obj = NULL;
+    if (known == NULL || known == Py_None) return 0;
+    long long moment = PyLong_AsLongLong(known);
+    if (moment == -1 && PyErr_Occurred()) return -1;
+    columns->known = moment;
+    if (e_recv == NULL || e_recv == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "fold: known_at needs e_recv");
+        return -1;
+    }
+    return get_int64s(e_recv, &columns->recv, "fold: e_recv");
+}
+
 static int
 open_columns(columns_t *columns, PyObject *ends, PyObject *t_key, PyObject *t_value,
              PyObject *a_pair, PyObject *trait_template, PyObject *audience_template)
 {
+    columns->recv.obj = NULL;
     if (!PyList_CheckExact(t_key) || !PyList_CheckExact(t_value) || !PyList_CheckExact(a_pair)
         || !PyDict_CheckExact(trait_template) || !PyDict_CheckExact(audience_template)) {
         PyErr_SetString(PyExc_TypeError, "fold: the pair columns are lists, templates dicts");
@@ -1150,48 +1177,71 @@ open_columns(columns_t *columns, PyObject *ends, PyObject *t_key, PyObject *t_va
     return 0;
 }
 
-/* Traits and audiences of the events at positions [start, end): two new dicts. */
+/* Pairs [t_low, t_high) and [a_low, a_high) into the two dicts. */
 static int
-fold_range(columns_t *columns, Py_ssize_t start, Py_ssize_t end, PyObject **traits_out,
-           PyObject **audiences_out)
+apply_pairs(columns_t *columns, PyObject *traits, PyObject *audiences, Py_ssize_t t_low,
+            Py_ssize_t t_high, Py_ssize_t a_low, Py_ssize_t a_high)
 {
-    const void *ends = columns->ends.buf;
-    Py_ssize_t count = columns->ends.len / columns->index_size;
-    if (start < 0 || end < start || 2 * end + 1 >= count) {
-        PyErr_SetString(PyExc_IndexError, "fold: positions out of range");
-        return -1;
-    }
-    Py_ssize_t t_low = get_index(ends, columns->index_size, 2 * start);
-    Py_ssize_t t_high = get_index(ends, columns->index_size, 2 * end);
-    Py_ssize_t a_low = get_index(ends, columns->index_size, 2 * start + 1);
-    Py_ssize_t a_high = get_index(ends, columns->index_size, 2 * end + 1);
     if (t_high > PyList_GET_SIZE(columns->t_key) || t_high > PyList_GET_SIZE(columns->t_value)
         || a_high > PyList_GET_SIZE(columns->a_pair) || t_low > t_high || a_low > a_high) {
         PyErr_SetString(PyExc_IndexError, "fold: pairs out of range");
         return -1;
     }
-    PyObject *traits = PyDict_Copy(columns->trait_template);
-    if (traits == NULL) return -1;
     for (Py_ssize_t j = t_low; j < t_high; j++) {
         if (PyDict_SetItem(traits, PyList_GET_ITEM(columns->t_key, j),
-                           PyList_GET_ITEM(columns->t_value, j)) < 0) {
-            Py_DECREF(traits);
+                           PyList_GET_ITEM(columns->t_value, j)) < 0)
             return -1;
-        }
-    }
-    PyObject *audiences = PyDict_Copy(columns->audience_template);
-    if (audiences == NULL) {
-        Py_DECREF(traits);
-        return -1;
     }
     for (Py_ssize_t j = a_low; j < a_high; j++) {
         PyObject *pair = PyList_GET_ITEM(columns->a_pair, j);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
             PyErr_SetString(PyExc_TypeError, "fold: an audience pair is not a 2-tuple");
-            goto fail;
+            return -1;
         }
         if (PyDict_SetItem(audiences, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Traits and audiences of the events at positions [start, end) (with known_at, of those
+ * received by then): two new dicts, and how many positions counted. */
+static int
+fold_range(columns_t *columns, Py_ssize_t start, Py_ssize_t end, PyObject **traits_out,
+           PyObject **audiences_out, Py_ssize_t *counted)
+{
+    const void *ends = columns->ends.buf;
+    int size = columns->index_size;
+    Py_ssize_t count = columns->ends.len / size;
+    if (start < 0 || end < start || 2 * end + 1 >= count
+        || (columns->recv.obj && end > columns->recv.len / 8)) {
+        PyErr_SetString(PyExc_IndexError, "fold: positions out of range");
+        return -1;
+    }
+    PyObject *traits = PyDict_Copy(columns->trait_template);
+    if (traits == NULL) return -1;
+    PyObject *audiences = PyDict_Copy(columns->audience_template);
+    if (audiences == NULL) {
+        Py_DECREF(traits);
+        return -1;
+    }
+    if (columns->recv.obj == NULL) {
+        *counted = end - start;
+        if (apply_pairs(columns, traits, audiences, get_index(ends, size, 2 * start),
+                        get_index(ends, size, 2 * end), get_index(ends, size, 2 * start + 1),
+                        get_index(ends, size, 2 * end + 1)) < 0)
             goto fail;
+    } else {
+        const int64_t *recv = columns->recv.buf;
+        *counted = 0;
+        for (Py_ssize_t p = start; p < end; p++) {
+            if (recv[p] > columns->known) continue;
+            ++*counted;
+            if (apply_pairs(columns, traits, audiences, get_index(ends, size, 2 * p),
+                            get_index(ends, size, 2 * p + 2), get_index(ends, size, 2 * p + 1),
+                            get_index(ends, size, 2 * p + 3)) < 0)
+                goto fail;
+        }
     }
     *traits_out = traits;
     *audiences_out = audiences;
@@ -1237,12 +1287,13 @@ use_state(PyObject *module, PyObject *args)
 }
 
 /* state(user_id, start, end, ends, t_key, t_value, a_pair, trait_template,
- *       audience_template): the UserState folded from positions [start, end). */
+ *       audience_template[, known, e_recv]): the UserState folded from positions
+ *       [start, end) (with known not None, of those received by then). */
 static PyObject *
 state(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "state takes nine arguments");
+    if (nargs != 9 && nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "state takes nine arguments, or eleven with known_at");
         return NULL;
     }
     if (state_type == NULL) {
@@ -1257,27 +1308,32 @@ state(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (open_columns(&columns, args[3], args[4], args[5], args[6], args[7], args[8]) < 0)
         return NULL;
     PyObject *traits, *audiences, *result = NULL;
-    if (fold_range(&columns, start, end, &traits, &audiences) == 0) {
+    Py_ssize_t counted;
+    if (nargs == 11 && open_known(&columns, args[9], args[10]) < 0) {
+        close_columns(&columns);
+        return NULL;
+    }
+    if (fold_range(&columns, start, end, &traits, &audiences, &counted) == 0) {
         result = make_state(args[0], traits, audiences);
         Py_DECREF(traits);
         Py_DECREF(audiences);
     }
-    PyBuffer_Release(&columns.ends);
+    close_columns(&columns);
     return result;
 }
 
 /* snapshot(moment, u_ids, u_range, e_ts, ends, t_key, t_value, a_pair, trait_template,
- *          audience_template): {user_id: state at moment} for every user with an event at or
- *          before it. */
+ *          audience_template[, known, e_recv]): {user_id: state at moment} for every user with
+ *          an event at or before it (with known not None, received by then). */
 static PyObject *
 snapshot(PyObject *module, PyObject *args)
 {
     long long moment;
     PyObject *u_ids, *u_range_object, *e_ts_object, *ends, *t_key, *t_value, *a_pair;
-    PyObject *trait_template, *audience_template;
-    if (!PyArg_ParseTuple(args, "LO!OOOOOOOO", &moment, &PyList_Type, &u_ids, &u_range_object,
-                          &e_ts_object, &ends, &t_key, &t_value, &a_pair, &trait_template,
-                          &audience_template))
+    PyObject *trait_template, *audience_template, *known = Py_None, *e_recv = NULL;
+    if (!PyArg_ParseTuple(args, "LO!OOOOOOOO|OO", &moment, &PyList_Type, &u_ids,
+                          &u_range_object, &e_ts_object, &ends, &t_key, &t_value, &a_pair,
+                          &trait_template, &audience_template, &known, &e_recv))
         return NULL;
     if (state_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "snapshot: use_state() was not called");
@@ -1286,6 +1342,10 @@ snapshot(PyObject *module, PyObject *args)
     columns_t columns;
     if (open_columns(&columns, ends, t_key, t_value, a_pair, trait_template, audience_template) < 0)
         return NULL;
+    if (open_known(&columns, known, e_recv) < 0) {
+        close_columns(&columns);
+        return NULL;
+    }
     Py_buffer ranges = {0}, times = {0};
     PyObject *result = NULL;
     int gc_was_enabled = 0;
@@ -1329,9 +1389,15 @@ snapshot(PyObject *module, PyObject *args)
             end = low;
         }
         PyObject *traits, *audiences;
-        if (fold_range(&columns, start, end, &traits, &audiences) < 0) {
+        Py_ssize_t counted;
+        if (fold_range(&columns, start, end, &traits, &audiences, &counted) < 0) {
             Py_CLEAR(result);
             goto done;
+        }
+        if (counted == 0) { /* with known_at: nothing of this user's was received yet */
+            Py_DECREF(traits);
+            Py_DECREF(audiences);
+            continue;
         }
         PyObject *user_id = PyList_GET_ITEM(u_ids, u);
         PyObject *made = make_state(user_id, traits, audiences);
@@ -1348,7 +1414,7 @@ done:
     if (gc_was_enabled) PyGC_Enable();
     if (times.obj) PyBuffer_Release(&times);
     if (ranges.obj) PyBuffer_Release(&ranges);
-    PyBuffer_Release(&columns.ends);
+    close_columns(&columns);
     return result;
 }
 
@@ -1376,10 +1442,10 @@ static PyMethodDef methods[] = {
      "use_state(type, descriptors): the UserState class state() and snapshot() make."},
     {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,
      "state(user_id, start, end, ends, t_key, t_value, a_pair, trait_template, "
-     "audience_template): the fold of one user's events [start, end)."},
+     "audience_template[, known, e_recv]): the fold of one user's events [start, end)."},
     {"snapshot", snapshot, METH_VARARGS,
      "snapshot(moment, u_ids, u_range, e_ts, ends, t_key, t_value, a_pair, trait_template, "
-     "audience_template): IdentifiesLog.snapshot without known_at."},
+     "audience_template[, known, e_recv]): IdentifiesLog.snapshot."},
     {NULL, NULL, 0, NULL},
 };
 

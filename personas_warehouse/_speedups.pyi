@@ -53,6 +53,8 @@ def state(
     a_pair: list[tuple[str, bool]],
     trait_template: dict[str, Any],
     audience_template: dict[str, Any],
+    known: int | None = ...,
+    e_recv: Any = ...,
     /,
 ) -> Any: ...
 def snapshot(
@@ -66,6 +68,8 @@ def snapshot(
     a_pair: list[tuple[str, bool]],
     trait_template: dict[str, Any],
     audience_template: dict[str, Any],
+    known: int | None = ...,
+    e_recv: Any = ...,
     /,
 ) -> dict[str, Any]: ...
 def utc_micros(moments: Any, /) -> bytes | None: ...

@@ -1320,12 +1320,20 @@ class IdentifiesLog:
             return UserState.empty(self._keys.space, user_id)
         start = self._u_range[2 * user]
         end = bisect_right(self._e_ts, moment, start, self._u_range[2 * user + 1])
-        if known_at is not None:
-            known = _micros(known_at, "known_at")
-            e_recv = self._e_recv
-            return self._state_known(user_id, [p for p in range(start, end) if e_recv[p] <= known])
         keys = self._keys
         if _SPEEDUPS is not None:
+            if known_at is None:
+                return _SPEEDUPS.state(  # type: ignore[no-any-return]
+                    user_id,
+                    start,
+                    end,
+                    self._ends,
+                    self._t_key,
+                    self._t_value,
+                    self._a_pair,
+                    keys.trait_template,
+                    keys.audience_template,
+                )
             return _SPEEDUPS.state(  # type: ignore[no-any-return]
                 user_id,
                 start,
@@ -1336,7 +1344,13 @@ class IdentifiesLog:
                 self._a_pair,
                 keys.trait_template,
                 keys.audience_template,
+                _micros(known_at, "known_at"),
+                self._e_recv,
             )
+        if known_at is not None:
+            known = _micros(known_at, "known_at")
+            e_recv = self._e_recv
+            return self._state_known(user_id, [p for p in range(start, end) if e_recv[p] <= known])
         traits = keys.trait_template.copy()
         ends = self._ends
         low, high = ends[2 * start], ends[2 * end]
@@ -1365,7 +1379,7 @@ class IdentifiesLog:
         trait_template, audience_template = keys.trait_template, keys.audience_template
         e_ts, e_recv, ends, ranges = self._e_ts, self._e_recv, self._ends, self._u_range
         t_key, t_value, a_pair = self._t_key, self._t_value, self._a_pair
-        if _SPEEDUPS is not None and known is None:
+        if _SPEEDUPS is not None:
             return _SPEEDUPS.snapshot(  # type: ignore[no-any-return]
                 moment,
                 self._u_ids,
@@ -1377,6 +1391,8 @@ class IdentifiesLog:
                 a_pair,
                 trait_template,
                 audience_template,
+                known,
+                e_recv,
             )
         result: dict[str, UserState] = {}
         for user_id, start, stop in zip(self._u_ids, ranges[0::2], ranges[1::2], strict=True):

@@ -371,23 +371,32 @@ def test_no_reference_leaks(compiled: Any) -> None:
 
 
 @settings(max_examples=200)
-@given(case=space_and_log(), moments=st.lists(aware_datetimes(), min_size=1, max_size=4))
-def test_compiled_fold_equals_the_python_fold(case: Any, moments: list[dt.datetime]) -> None:
-    """``reconstruct_state`` and ``snapshot`` folded in C equal the Python fold (the states
-    are ordinary ``UserState`` objects: same class, equal fields)."""
+@given(
+    case=space_and_log(),
+    moments=st.lists(aware_datetimes(), min_size=1, max_size=4),
+    known_at=st.one_of(st.none(), aware_datetimes()),
+)
+def test_compiled_fold_equals_the_python_fold(
+    case: Any, moments: list[dt.datetime], known_at: dt.datetime | None
+) -> None:
+    """``reconstruct_state`` and ``snapshot`` folded in C equal the Python fold, with and
+    without ``known_at`` (the states are ordinary ``UserState`` objects: same class, equal
+    fields; a user none of whose events was received by ``known_at`` is left out of the
+    snapshot)."""
     _speedups()
     space, events = case
     log = IdentifiesLog(space, events)
     users = [*log.users(), "never-seen"]
     for moment in moments:
-        fast = log.snapshot(moment)
-        plain = _without_speedups(log.snapshot, moment)
+        fast = log.snapshot(moment, known_at=known_at)
+        plain = _without_speedups(log.snapshot, moment, known_at=known_at)
         assert fast == plain
         assert all(type(state) is type(plain[user]) for user, state in fast.items())
         for user in users:
-            state = log.reconstruct_state(user, moment)
-            assert state == _without_speedups(log.reconstruct_state, user, moment)
-            assert all(map(same, state.traits.values(), plain.get(user, state).traits.values()))
+            state = log.reconstruct_state(user, moment, known_at=known_at)
+            expected = _without_speedups(log.reconstruct_state, user, moment, known_at=known_at)
+            assert state == expected
+            assert all(map(same, state.traits.values(), expected.traits.values()))
 
 
 def test_snapshot_leaves_the_collector_as_it_was(compiled: Any) -> None:
@@ -421,6 +430,12 @@ def test_fold_checks_its_ranges(compiled: Any) -> None:
         compiled.state("u", 0, 1, log._ends, (), log._t_value, log._a_pair, *templates)
     with pytest.raises(ValueError, match="u_range"):
         compiled.snapshot(0, ["u", "w"], log._u_range, log._e_ts, *columns, *templates)
+    with pytest.raises(TypeError, match="e_recv"):
+        compiled.state("u", 0, 1, *columns, *templates, 0, None)
+    with pytest.raises(IndexError, match="fold"):  # received_at of fewer positions
+        compiled.state("u", 0, 1, *columns, *templates, 0, array("q"))
+    known = compiled.state("u", 0, 1, *columns, *templates, 0, log._e_recv)
+    assert known.traits["n"] is None  # received after the epoch: not known at 0
 
 
 @settings(max_examples=150)
@@ -533,3 +548,19 @@ def test_cleared_rows(compiled: Any) -> None:
     columns = {"message_id": ["m1", "m2"], "user_id": ["u", "u"], "timestamp": at0}
     log = IdentifiesLog.from_columns(SPACE, **columns, cleared=[{"n"}, None])  # type: ignore[arg-type]
     assert [dict(e.values) for e in log.events("u")] == [{"n": None}, {}]
+
+
+def test_known_at_counts_what_was_received_by_then(compiled: Any) -> None:
+    """An event received exactly at ``known_at`` counts; one received a microsecond later
+    does not; a user with nothing received yet is left out of the snapshot."""
+    late = at(5) + dt.timedelta(microseconds=1)
+    events = [
+        IdentifyEvent("m1", "u", at(0), {"n": 1}, received_at=at(5)),
+        IdentifyEvent("m2", "u", at(1), {"n": 2}, received_at=late),
+        IdentifyEvent("m3", "w", at(0), {"vip": True}, received_at=late),
+    ]
+    log = IdentifiesLog(SPACE, events)
+    assert log.reconstruct_state("u", at(9), known_at=at(5)).traits["n"] == 1
+    assert log.reconstruct_state("u", at(9), known_at=late).traits["n"] == 2
+    assert set(log.snapshot(at(9), known_at=at(5))) == {"u"}
+    assert log.snapshot(at(9), known_at=late)["w"].audiences["vip"] is True
