@@ -1322,18 +1322,7 @@ class IdentifiesLog:
         end = bisect_right(self._e_ts, moment, start, self._u_range[2 * user + 1])
         keys = self._keys
         if _SPEEDUPS is not None:
-            if known_at is None:
-                return _SPEEDUPS.state(  # type: ignore[no-any-return]
-                    user_id,
-                    start,
-                    end,
-                    self._ends,
-                    self._t_key,
-                    self._t_value,
-                    self._a_pair,
-                    keys.trait_template,
-                    keys.audience_template,
-                )
+            known_only = () if known_at is None else (_micros(known_at, "known_at"), self._e_recv)
             return _SPEEDUPS.state(  # type: ignore[no-any-return]
                 user_id,
                 start,
@@ -1344,8 +1333,7 @@ class IdentifiesLog:
                 self._a_pair,
                 keys.trait_template,
                 keys.audience_template,
-                _micros(known_at, "known_at"),
-                self._e_recv,
+                *known_only,
             )
         if known_at is not None:
             known = _micros(known_at, "known_at")
