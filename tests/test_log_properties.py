@@ -268,6 +268,7 @@ def test_pure_python_index_without_numpy(monkeypatch: pytest.MonkeyPatch) -> Non
     ]
     fast = IdentifiesLog(space, events)
     monkeypatch.setattr(log_module, "_accelerated", lambda: False)
+    monkeypatch.setattr(log_module, "_SPEEDUPS", None)  # the C speedups, where built: off too
     plain = IdentifiesLog(space, events)
     assert len(plain) == len(fast) == 3
     assert plain.snapshot(at[3]) == fast.snapshot(at[3]) == reference_snapshot(space, events, at[3])
@@ -310,20 +311,27 @@ def canonical_events(log: IdentifiesLog) -> list[tuple[Any, ...]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=space_and_log(max_size=30), moment=maybe_times, numpy=st.booleans())
+@given(
+    data=space_and_log(max_size=30),
+    moment=maybe_times,
+    path=st.sampled_from(["compiled", "numpy", "python"]),
+)
 def test_from_columns_is_the_log_of_the_same_events(
-    data: tuple[Space, list[IdentifyEvent]], moment: dt.datetime | None, numpy: bool
+    data: tuple[Space, list[IdentifyEvent]], moment: dt.datetime | None, path: str
 ) -> None:
-    """With numpy (a stable argsort puts the pairs in event order) and without (a counting
-    pass): the log of the same events."""
+    """With the C speedups (where built), with numpy (a stable argsort puts the pairs in event
+    order) and in pure Python (a counting pass): the log of the same events."""
     space, events = data
-    real = log_module._accelerated
-    log_module._accelerated = lambda: numpy and real()  # type: ignore[assignment]
+    real, compiled = log_module._accelerated, log_module._SPEEDUPS
+    log_module._accelerated = lambda: path != "python" and real()  # type: ignore[assignment]
+    if path != "compiled":
+        log_module._SPEEDUPS = None
     try:
         built = IdentifiesLog.from_columns(space, **as_columns(space, events))
         len(built)
     finally:
         log_module._accelerated = real  # type: ignore[assignment]
+        log_module._SPEEDUPS = compiled
     expected = IdentifiesLog(space, events)
     assert len(built) == len(expected)
     assert canonical_events(built) == canonical_events(expected)
