@@ -355,7 +355,7 @@ def main() -> None:
     gc.collect()
     peer = min(timed(partial(polars_build, events))[0] for _ in range(2))
     gc.collect()
-    speedups = log_module._compiled() is not None
+    speedups = log_module._SPEEDUPS is not None
     without = timed(partial(build_without_speedups, space, events))[0] if speedups else None
     events_kept = events
     del events

@@ -541,10 +541,10 @@ in_event_order(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "in_event_order: the values of a key are a list");
             goto done;
         }
-        if (PyObject_GetBuffer(PyList_GET_ITEM(row_lists, k), &views[k], PyBUF_SIMPLE) < 0)
+        if (get_int64s(PyList_GET_ITEM(row_lists, k), &views[k], "in_event_order: rows") < 0)
             goto done;
         opened = k + 1;
-        if (views[k].len % 8 != 0 || views[k].len / 8 != PyList_GET_SIZE(cells)) {
+        if (views[k].len / 8 != PyList_GET_SIZE(cells)) {
             PyErr_SetString(PyExc_ValueError, "in_event_order: rows and values differ in length");
             goto done;
         }

@@ -137,11 +137,6 @@ def _load_speedups() -> ModuleType | None:
 _SPEEDUPS = _load_speedups()  # None: the Python code runs (tests set it to None to compare)
 
 
-def _compiled() -> ModuleType | None:
-    """The C speedups when they are in use."""
-    return _SPEEDUPS
-
-
 # Fast UserState construction: the slot descriptors of the frozen attrs class, set directly.
 # The result is an ordinary UserState (same class, same fields), so it compares equal to one
 # made by its __init__.
@@ -318,7 +313,7 @@ class _Keys:
         error naming the event and key, or normalises the value.
         """
         batch = events if isinstance(events, list) else list(events)
-        compiled = _compiled()
+        compiled = _SPEEDUPS
         if compiled is not None:
             flat = compiled.flatten(
                 batch, IdentifyEvent, _EVENT_SLOTS, self.code, self.compiled_checks
@@ -399,7 +394,7 @@ class _Keys:
         pair_codes: list[int] = []
         pair_values: list[list[Any]] = []
         cleared_at: dict[int, set[int]] = {}
-        compiled = _compiled()
+        compiled = _SPEEDUPS
         grouped = (
             None
             if compiled is None or cleared is None
@@ -485,7 +480,7 @@ class _Keys:
         Conservative: a value it cannot vouch for (say an integer over 2**53 in a batch that
         also has NUMBER traits) sends the batch through the full per-event check.
         """
-        compiled = _compiled()
+        compiled = _SPEEDUPS
         if compiled is not None and isinstance(codes, array) and codes.typecode == "q":
             return bool(compiled.check_pairs(codes, values, self.compiled_checks))
         types = list(map(type, values))
@@ -529,7 +524,7 @@ def _aware(moments: Sequence[Any]) -> bool:
 def _utc_micros(moments: Sequence[Any]) -> Sequence[int] | None:
     """Epoch microseconds of aware datetimes, or ``None`` if one is not (in C where every one
     is a ``datetime`` in UTC, as connections return them)."""
-    compiled = _compiled()
+    compiled = _SPEEDUPS
     if compiled is not None:
         packed = compiled.utc_micros(moments)
         if packed is not None:
@@ -539,7 +534,7 @@ def _utc_micros(moments: Sequence[Any]) -> Sequence[int] | None:
 
 def _present(column: Sequence[Any]) -> tuple[Sequence[int], list[Any]]:
     """The rows whose cell is not ``None``, and those cells (one C pass)."""
-    compiled = _compiled()
+    compiled = _SPEEDUPS
     found = None if compiled is None else compiled.present(column)
     if found is not None:
         return array("q", found[0]), found[1]
@@ -551,7 +546,7 @@ def _in_event_order(
     count: int, rows: list[Sequence[int]], codes: list[int], values: list[list[Any]]
 ) -> tuple[Sequence[int], list[Any], Sequence[int]]:
     """Pairs given a key at a time in event order: in C, with numpy, or in Python."""
-    compiled = _compiled()
+    compiled = _SPEEDUPS
     if compiled is not None:
         code_bytes, flat, bound = compiled.in_event_order(
             count, [_packed(some) for some in rows], codes, values
@@ -2014,7 +2009,7 @@ def _layout_compiled(chunk: _Chunk, keys: _Keys) -> tuple[_Layout, bytearray, ar
     """:func:`_drop_copies`, :func:`_layout_python` and :func:`_message_buffer` in one call
     to the C speedups (which also make the pairs' key objects), or ``None`` where the
     speedups are not built or an id is a ``str`` subclass, which only Python may hash."""
-    compiled = _compiled()
+    compiled = _SPEEDUPS
     if compiled is None:
         return None
     built = compiled.layout(

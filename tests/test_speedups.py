@@ -59,7 +59,7 @@ def python_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_speedups_in_use_when_built(compiled: Any) -> None:
-    assert log_module._compiled() is compiled
+    assert log_module._SPEEDUPS is compiled
 
 
 def _without_speedups(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -170,9 +170,8 @@ def test_values_the_c_code_declines_raise_as_before(values: dict[str, Any]) -> N
     check, which raises the same error with the speedups on and off."""
     keys = log_module._Keys(SPACE)
     events = [IdentifyEvent("m0", "u", at(0), {"n": 1}), IdentifyEvent("m1", "u", at(1), values)]
-    if log_module._compiled() is not None:
-        compiled = log_module._compiled()
-        assert compiled is not None
+    compiled = log_module._SPEEDUPS
+    if compiled is not None:
         flat = compiled.flatten(
             events, IdentifyEvent, log_module._EVENT_SLOTS, keys.code, keys.compiled_checks
         )
